@@ -1,0 +1,1 @@
+"""The OmniCaptioner model: task-type prompts, training, batched inference, caption data generation."""

@@ -1,0 +1,210 @@
+"""One typed config tree per entry point: pydantic defaults, YAML overrides, command-line overrides.
+
+Every entry point declares a tree of `Config` subclasses. Each setting is documented where it is declared with an
+attribute docstring (the text `--help` prints). A YAML file holds only the settings it changes. The command line
+changes single settings by their dotted path:
+
+    python -m t2i train --config configs/t2i/toy.yaml --optim.lr=3e-4 --data.batch_size 8
+
+`--config` may be given several times (later files win) and a YAML file may start from others with
+`base: [other.yaml, ...]` (paths relative to that file). Unknown keys and wrong types are errors that name the key and
+the file (or the command line) that set it.
+
+Usage:
+
+    class Optim(Config):
+        lr: float = 1e-4
+        '''peak learning rate'''
+
+    class TrainConfig(Config):
+        optim: Optim = Optim()
+        out: str = "runs/x"
+        '''where checkpoints go'''
+
+    cfg = parse(TrainConfig, argv)            # argv=None reads sys.argv[1:]
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+__all__ = ["Config", "ConfigError", "parse", "load", "dump", "help_text"]
+
+C = TypeVar("C", bound="Config")
+CLI = "the command line"
+
+
+class Config(BaseModel):
+    """Base of every config section: unknown keys are rejected, docs come from attribute docstrings."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names each offending key and where it was set."""
+
+
+@dataclass
+class _Sources:
+    """The merged override tree plus, for each dotted key, which file or the command line set it last."""
+
+    data: dict = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, tree: dict, source: str, prefix: str = "", into: dict | None = None) -> None:
+        into = self.data if into is None else into
+        for key, value in tree.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                self.merge(value, source, dotted + ".", into[key])
+            else:
+                into[key] = value
+            for sub in _dotted_keys(value, dotted) if isinstance(value, dict) else [dotted]:
+                self.origin[sub] = source
+            self.origin.setdefault(dotted, source)
+
+    def where(self, dotted: str) -> str:
+        parts = dotted.split(".")
+        for n in range(len(parts), 0, -1):  # the most specific key that a source set
+            source = self.origin.get(".".join(parts[:n]))
+            if source:
+                return source
+        return "the defaults"
+
+
+def _dotted_keys(tree: dict, prefix: str) -> list[str]:
+    keys = [prefix]
+    for key, value in tree.items():
+        sub = f"{prefix}.{key}"
+        keys += _dotted_keys(value, sub) if isinstance(value, dict) else [sub]
+    return keys
+
+
+def _read_yaml(path: Path, sources: _Sources, seen: tuple[Path, ...] = ()) -> None:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: 'base' includes itself through {' -> '.join(map(str, seen))}")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: a config file must hold a mapping of settings, not {type(tree).__name__}")
+    bases = tree.pop("base", [])
+    for base in [bases] if isinstance(bases, str) else bases:
+        _read_yaml(path.parent / base, sources, seen + (path,))
+    sources.merge(tree, str(path))
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> dict:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--{dotted}: '{key}' is a single setting, not a section")
+    node[leaf] = value
+    return tree
+
+
+def _cli_value(text: str) -> Any:
+    """Command-line values are read as YAML scalars/flow collections: 3, 0.1, true, null, [a, b], {x: 1}."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _split_argv(argv: list[str], positional: str | None) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+    """Returns (config files, [(dotted key, raw value)], positionals)."""
+    files: list[str] = []
+    sets: list[tuple[str, str]] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--") and len(arg) > 2:
+            key, eq, value = arg[2:].partition("=")
+            if not eq:
+                nxt = argv[i + 1] if i + 1 < len(argv) else None
+                if nxt is None or (nxt.startswith("--") and len(nxt) > 2):
+                    value = "true"  # a bare flag: --resume
+                else:
+                    value, i = nxt, i + 1
+            key = key.replace("-", "_")
+            (files.append(value) if key == "config" else sets.append((key, value)))
+        elif positional is not None:
+            rest.append(arg)
+        else:
+            raise ConfigError(f"unexpected argument {arg!r}: settings are given as --key=value")
+        i += 1
+    return files, sets, rest
+
+
+def _explain(err: ValidationError, sources: _Sources) -> ConfigError:
+    lines = []
+    for e in err.errors():
+        dotted = ".".join(str(p) for p in e["loc"])
+        where = sources.where(dotted)
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{dotted}' (set in {where})")
+        else:
+            got = f" (got {e['input']!r})" if not isinstance(e.get("input"), dict) else ""
+            lines.append(f"'{dotted}' (set in {where}): {e['msg']}{got}")
+    return ConfigError("invalid config:\n  " + "\n  ".join(lines))
+
+
+def load(cls: type[C], files: list[str | Path] = (), overrides: dict[str, Any] | None = None) -> C:
+    """Builds `cls` from its defaults, then each YAML file in order, then {dotted key: value} overrides."""
+    sources = _Sources()
+    for f in files:
+        _read_yaml(Path(f), sources)
+    for dotted, value in (overrides or {}).items():
+        sources.merge(_set_dotted({}, dotted, value), CLI)
+    try:
+        return cls.model_validate(sources.data)
+    except ValidationError as e:
+        raise _explain(e, sources) from None
+
+
+def parse(cls: type[C], argv: list[str] | None = None, *, positional: str | None = None, prog: str = "") -> C:
+    """Parses `--config FILE` (repeatable), `--dotted.key=value` / `--dotted.key value`, and `--help`.
+
+    positional: name of a list field that collects bare arguments (e.g. image paths); None forbids them.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in argv or "-h" in argv:
+        print(help_text(cls, prog))
+        raise SystemExit(0)
+    files, sets, rest = _split_argv(argv, positional)
+    overrides = {key: _cli_value(value) for key, value in sets}
+    if positional is not None and rest:
+        overrides[positional] = rest
+    return load(cls, files, overrides)
+
+
+def dump(cfg: Config) -> str:
+    """The full resolved config as YAML (saved beside every run so it can be reproduced)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def help_text(cls: type[Config], prog: str = "", prefix: str = "", indent: str = "") -> str:
+    lines = [f"usage: {prog} [--config FILE.yaml ...] [--key=value ...]\n"] if not prefix else []
+    for name, info in cls.model_fields.items():
+        ann = info.annotation
+        dotted = f"{prefix}{name}"
+        if isinstance(ann, type) and issubclass(ann, Config):
+            lines.append(f"{indent}{dotted}:  {info.description or ''}".rstrip())
+            lines.append(help_text(ann, prog, dotted + ".", indent + "  "))
+        else:
+            default = info.get_default(call_default_factory=True)
+            lines.append(f"{indent}--{dotted}={default!r}  {info.description or ''}".rstrip())
+    return "\n".join(lines)

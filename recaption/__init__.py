@@ -1,0 +1,1 @@
+"""Resumable, fault-tolerant batch recaptioning of webdataset shards (uses captioner for the model)."""

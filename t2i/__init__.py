@@ -1,0 +1,1 @@
+"""Text-to-image training (SANA, PixArt-Sigma) on caption shards, exported as diffusers pipelines."""
