@@ -1,0 +1,14 @@
+"""`python -m eval <verb>`: generate | geneval | dpg | clipscore | fid."""
+
+from omnicap.cli import dispatch
+
+VERBS = {
+    "generate": ("eval.generate", "images for GenEval / toy GenEval / DPG-Bench from a diffusers pipeline"),
+    "geneval": ("eval.geneval", "score a GenEval image folder (official rules) -> results.jsonl, summary.json"),
+    "dpg": ("eval.dpg", "score a DPG-Bench image folder with a VQA model -> dpg_results.jsonl, dpg_summary.json"),
+    "clipscore": ("eval.clipscore", "CLIPScore of generated images against their prompts"),
+    "fid": ("eval.fid", "FID between a folder of generated images and real images"),
+}
+
+if __name__ == "__main__":
+    dispatch("eval", VERBS)
