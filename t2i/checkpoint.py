@@ -1,0 +1,83 @@
+"""Checkpoints: `out/checkpoints/step_00000100/` holds accelerate's state (model, optimizer, RNG of every process) plus
+`train_state_rank{r}.pt` per rank (step, lr schedule, noise generator, data-stream position, EMA). A checkpoint is
+written under a `.tmp` name and renamed when complete, so a crash mid-write leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+from t2i.data import StreamState
+from t2i.step import Trainer
+
+_STEP = re.compile(r"^step_(\d+)$")
+
+
+def checkpoints(out: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = Path(out) / "checkpoints"
+    found = [p for p in root.glob("step_*") if p.is_dir() and _STEP.match(p.name)]
+    return sorted(found, key=lambda p: int(_STEP.match(p.name).group(1)))
+
+
+def latest(out: str | Path) -> Path | None:
+    found = checkpoints(out)
+    return found[-1] if found else None
+
+
+def weights_digest(tensors) -> str:
+    """sha256 of the tensors' bytes: equal on every rank when data-parallel weights are in sync."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def save(tr: Trainer, stream: StreamState, out: str | Path, keep: int = 2) -> Path:
+    acc = tr.accelerator
+    final = Path(out) / "checkpoints" / f"step_{tr.step:08d}"
+    tmp = final.with_name(final.name + ".tmp")
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp))
+    state = {
+        "step": tr.step, "samples_seen": tr.samples_seen, "scheduler": tr.scheduler.state_dict(),
+        "generator": tr.generator.get_state(), "stream": stream.to_dict(),
+        "ema": tr.ema.state_dict() if tr.ema is not None else None,
+        "weights_digest": weights_digest(acc.unwrap_model(tr.model).parameters()),
+        "ema_digest": weights_digest(tr.ema.shadow) if tr.ema is not None else None,
+    }  # fmt: skip
+    torch.save(state, tmp / f"train_state_rank{acc.process_index}.pt")
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in checkpoints(out)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+    return final
+
+
+def load(tr: Trainer, path: str | Path) -> StreamState:
+    """Restores everything `save` wrote into `tr`; returns this rank's data-stream position."""
+    acc = tr.accelerator
+    path = Path(path)
+    own = path / f"train_state_rank{acc.process_index}.pt"
+    acc.load_state(str(path))
+    if not own.is_file():  # resumed with more ranks than saved: fall back to rank 0's counters, data starts anew
+        own = path / "train_state_rank0.pt"
+    state = torch.load(own, map_location="cpu", weights_only=False)
+    tr.step, tr.samples_seen = state["step"], state["samples_seen"]
+    tr.scheduler.load_state_dict(state["scheduler"])
+    tr.generator.set_state(state["generator"])
+    if tr.ema is not None and state.get("ema") is not None:
+        tr.ema.load_state_dict(state["ema"])
+    return StreamState.from_dict(state["stream"])

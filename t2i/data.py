@@ -1,0 +1,450 @@
+"""Streaming image–caption batches from webdataset tar shards, with an exactly resumable position.
+
+Shards: img2dataset's layout (`{key}.jpg|png|webp`, `{key}.txt`, `{key}.json`), the recaption job's rewrite output
+(`{key}.omnicap.json` = {task_type: caption}), or plain shards plus a sidecar folder (`DIR/NAME.omnicap.json` =
+{key: {task_type: caption}} for shard NAME.tar).
+
+Order of one stream (one per rank and DataLoader worker):
+  epoch e → shards permuted by (seed, e) → every (world·workers)-th shard for this rank/worker → tar members grouped by
+  key → shuffle buffer (rng seeded by seed, rank, worker role) → decode: RGB, resize shorter side, center crop → caption
+  chosen by weights and dropped (→ "" / null embedding) with rng seeded by (seed, epoch, key) → batches.
+Bad samples (undecodable image, no caption) are counted in `Batch.n_bad` and skipped, never fatal.
+
+Resume: each batch carries its stream's `role` and `cursor` (raw samples drawn so far). `StreamState` keeps the last
+cursor per role; a new stream discards `cursor` raw samples without decoding them and DataLoader workers are assigned
+roles so the batch order continues where it stopped. Same world size and worker count → identical batches.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import json
+import logging
+import random
+import re
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from PIL import Image
+from pydantic import field_validator
+
+from omnicap.config import Config
+from t2i.buckets import nearest_bucket, ratio_table
+
+log = logging.getLogger(__name__)
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+
+
+class CaptionConfig(Config):
+    source: Literal["txt", "member", "sidecar"] = "txt"
+    """where captions come from: 'txt' = the plain-text member (`member`, default txt); 'member' = a JSON member
+    (`member`, e.g. json or omnicap.json) at `field`; 'sidecar' = DIR/NAME.<suffix>.json beside or for each shard"""
+    member: str | None = None
+    """member extension: txt for 'txt', json for 'member' when unset (recaption rewrite output: omnicap.json)"""
+    field: str | None = None
+    """dotted path inside the JSON member to the caption or {task_type: caption} (toyworld ground truth: captions)"""
+    sidecar_dir: str | None = None
+    """folder of sidecar files for source 'sidecar'; None = the shards' own folder"""
+    sidecar_suffix: str = "omnicap"
+    """sidecar file name: NAME.<suffix>.json"""
+    weights: dict[str, float] = {}
+    """{task_type: weight} among styles present for an image (renormalised over those present); empty = uniform"""
+    dropout: float = 0.1
+    """probability that a caption is replaced by the null caption (classifier-free guidance; SANA: 0.1)"""
+
+
+class DataConfig(Config):
+    shards: list[str] = []
+    """tar shards: paths, globs or brace patterns (data/{00000..00099}.tar)"""
+
+    @field_validator("shards", mode="before")
+    @classmethod
+    def _one_pattern(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    resolution: int = 512
+    """square training size in pixels: shorter side resized to it, then center-cropped"""
+    batch_size: int = 8
+    """images per device per micro-batch"""
+    shuffle_buffer: int = 256
+    """samples held for shuffling in each stream (0 = shard order)"""
+    num_workers: int = 0
+    """DataLoader worker processes per rank (each reads its own shards)"""
+    seed: int = 0
+    """seed of shard order, shuffling and caption choice"""
+    synthetic: int = 0
+    """> 0: draw this many coloured-shape samples into shards under OUT/synthetic and train on them (debug runs on a
+    fresh checkout; `shards` must then be empty)"""
+    buckets: bool = False
+    """aspect-ratio buckets: each image is resized and cropped to its nearest ratio bucket of SANA's table at
+    `resolution` (t2i.buckets); batches hold one bucket each"""
+    bucket_multiple: int = 32
+    """bucket sides are multiples of this (autoencoder downsampling × patch size; SANA: 32)"""
+    use_cache: bool = False
+    """read latents and text states written by `python -m t2i cache` (same config) instead of running encoders"""
+    cache_dir: str | None = None
+    """folder of the embedding cache files; None = beside the shards"""
+    caption: CaptionConfig = CaptionConfig()
+
+
+# ------------------------------------------------------------------------------------------------------ shards
+
+
+def expand_shards(patterns: list[str]) -> list[str]:
+    """Paths from globs and brace patterns, sorted, duplicates removed; an empty result is an error."""
+    from braceexpand import braceexpand
+
+    found: list[str] = []
+    for pattern in patterns:
+        for p in braceexpand(pattern):
+            matches = sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p]
+            found += matches
+    found = sorted(dict.fromkeys(found))
+    missing = [p for p in found if not Path(p).is_file()]
+    if missing or not found:
+        raise FileNotFoundError(f"data.shards: no such shard(s) {missing[:3] or patterns}")
+    return found
+
+
+_KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's key/extension split
+
+
+def read_tar(path: str) -> Iterator[dict]:
+    """Samples of one shard: {"__key__", "__shard__", ext: bytes} grouped by consecutive key."""
+    current: dict | None = None
+    with tarfile.open(path, "r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            m = _KEY_EXT.match(member.name)
+            if not m:
+                continue
+            key, ext = m.group(1), m.group(2).lower()
+            if current is not None and current["__key__"] != key:
+                yield current
+                current = None
+            if current is None:
+                current = {"__key__": key, "__shard__": path}
+            current[ext] = tar.extractfile(member).read()
+    if current is not None:
+        yield current
+
+
+def shard_order(shards: list[str], seed: int, epoch: int) -> list[str]:
+    order = list(shards)
+    random.Random(f"{seed}/shards/{epoch}").shuffle(order)
+    return order
+
+
+# ---------------------------------------------------------------------------------------------------- captions
+
+
+def _dig(obj, dotted: str | None):
+    for part in (dotted or "").split(".") if dotted else []:
+        if not isinstance(obj, dict) or part not in obj:
+            raise KeyError(f"field {dotted!r} not found (missing {part!r})")
+        obj = obj[part]
+    return obj
+
+
+def caption_options(sample: dict, cfg: CaptionConfig, sidecars: SidecarCache) -> str | dict[str, str]:
+    """The caption text, or {task_type: text}, of a raw sample; KeyError when it has none."""
+    if cfg.source == "txt":
+        member = cfg.member or "txt"
+        if member not in sample:
+            raise KeyError(f"no .{member} member")
+        return sample[member].decode("utf-8")
+    if cfg.source == "member":
+        member = cfg.member or "json"
+        if member not in sample:
+            raise KeyError(f"no .{member} member")
+        return _dig(json.loads(sample[member]), cfg.field)
+    table = sidecars.get(sample["__shard__"])
+    if sample["__key__"] not in table:
+        raise KeyError(f"key not in sidecar {sidecars.path(sample['__shard__'])}")
+    return _dig(table[sample["__key__"]], cfg.field)
+
+
+def choose_caption(options: str | dict[str, str], weights: dict[str, float], rng: random.Random) -> tuple[str, str]:
+    """(task_type, caption) drawn by `weights` among the styles present (uniform when weights is empty)."""
+    if isinstance(options, str):
+        return "text", options
+    present = {k: v for k, v in options.items() if isinstance(v, str) and v.strip()}
+    names = [k for k in present if not weights or weights.get(k, 0) > 0]
+    if not names:
+        raise KeyError(f"none of the weighted caption styles {sorted(weights)} present (has {sorted(present)})")
+    w = [weights.get(k, 1.0) if weights else 1.0 for k in names]
+    name = rng.choices(names, weights=w)[0]
+    return name, present[name]
+
+
+class SidecarCache:
+    """Loads `DIR/NAME.<suffix>.json` once per shard."""
+
+    def __init__(self, cfg: CaptionConfig):
+        self.cfg, self.tables = cfg, {}
+
+    def path(self, shard: str) -> Path:
+        shard_path = Path(shard)
+        folder = Path(self.cfg.sidecar_dir) if self.cfg.sidecar_dir else shard_path.parent
+        return folder / f"{shard_path.name.removesuffix('.tar')}.{self.cfg.sidecar_suffix}.json"
+
+    def get(self, shard: str) -> dict:
+        if shard not in self.tables:
+            p = self.path(shard)
+            self.tables[shard] = json.loads(p.read_text()) if p.is_file() else {}
+        return self.tables[shard]
+
+
+# ------------------------------------------------------------------------------------------------------- images
+
+
+def to_tensor(image: Image.Image, resolution: int | tuple[int, int]) -> torch.Tensor:
+    """[3, H, W] in [-1, 1]: resized (bicubic) to cover H × W, then center-cropped. An int R means R × R."""
+    th, tw = (resolution, resolution) if isinstance(resolution, int) else resolution
+    image = image.convert("RGB")
+    w, h = image.size
+    scale = max(th / h, tw / w)
+    nw, nh = max(tw, round(w * scale)), max(th, round(h * scale))
+    if (nw, nh) != (w, h):
+        image = image.resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - tw) // 2, (nh - th) // 2
+    image = image.crop((left, top, left + tw, top + th))
+    x = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(th, tw, 3)
+    return x.permute(2, 0, 1).float().div(127.5).sub(1)  # [3, H, W]
+
+
+def sample_rng(seed: int, epoch: int, key: str) -> random.Random:
+    """Per-sample randomness (caption choice, dropout) that does not depend on read order."""
+    digest = hashlib.sha256(f"{seed}/{epoch}/{key}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "little"))
+
+
+@dataclass
+class Example:
+    pixels: torch.Tensor | None  # [3, R, R]; None when read from the embedding cache
+    caption: str
+    style: str
+    dropped: bool
+    key: str
+    latent: torch.Tensor | None = None  # [C, h, w] cached scaled latent
+    text: tuple[torch.Tensor, torch.Tensor] | None = None  # cached ([L, D] states, [L] mask)
+
+
+def decode_cached(sample: dict, cfg: DataConfig, epoch: int, table: dict) -> Example:
+    """The sample's latent and chosen caption's states from its shard's embedding cache (t2i.cache)."""
+    from t2i.cache import full_states
+
+    key = sample["__key__"]
+    if key not in table:
+        raise KeyError("not in the embedding cache (it was a bad sample when the cache was written)")
+    entry = table[key]
+    rng = sample_rng(cfg.seed, epoch, key)
+    style, caption = choose_caption(entry["texts"], cfg.caption.weights, rng)
+    dropped = rng.random() < cfg.caption.dropout
+    states = table["__null__"] if dropped else entry["states"][style]
+    text = full_states(states, table["__meta__"]["max_length"])
+    return Example(None, "" if dropped else caption, style, dropped, key, entry["latent"], text)
+
+
+def decode(sample: dict, cfg: DataConfig, epoch: int, sidecars: SidecarCache, size=None) -> Example:
+    ext = next((e for e in IMAGE_EXTS if e in sample), None)
+    if ext is None:
+        raise KeyError("no image member")
+    with Image.open(io.BytesIO(sample[ext])) as im:
+        pixels = to_tensor(im, size or cfg.resolution)
+    rng = sample_rng(cfg.seed, epoch, sample["__key__"])
+    style, caption = choose_caption(caption_options(sample, cfg.caption, sidecars), cfg.caption.weights, rng)
+    dropped = rng.random() < cfg.caption.dropout
+    return Example(pixels, "" if dropped else caption, style, dropped, sample["__key__"])
+
+
+# ------------------------------------------------------------------------------------------------------ batches
+
+
+@dataclass
+class Batch:
+    pixels: torch.Tensor | None  # [B, 3, R, R] in [-1, 1]; None with the embedding cache
+    captions: list[str]
+    dropped: torch.Tensor  # [B] bool, caption replaced by the null caption
+    keys: list[str]
+    styles: list[str]
+    role: int  # which stream (rank-local worker role) produced it
+    cursor: int  # raw samples that stream had drawn after this batch
+    epoch: int
+    n_bad: int  # bad samples skipped while building it
+    latents: torch.Tensor | None = None  # [B, C, h, w] from the embedding cache
+    text_embeds: torch.Tensor | None = None  # [B, L, D] from the embedding cache (dropout applied)
+    text_mask: torch.Tensor | None = None  # [B, L]
+    bucket: tuple[int, int] | None = None  # (height, width) of the batch's images
+
+
+def collate(examples: list[Example], role: int, cursor: int, epoch: int, n_bad: int, bucket=None) -> Batch:
+    cached = examples[0].latent is not None
+    return Batch(
+        pixels=None if cached else torch.stack([e.pixels for e in examples]), captions=[e.caption for e in examples],
+        dropped=torch.tensor([e.dropped for e in examples]), keys=[e.key for e in examples],
+        styles=[e.style for e in examples], role=role, cursor=cursor, epoch=epoch, n_bad=n_bad,
+        latents=torch.stack([e.latent for e in examples]) if cached else None,
+        text_embeds=torch.stack([e.text[0] for e in examples]) if cached else None,
+        text_mask=torch.stack([e.text[1] for e in examples]) if cached else None, bucket=bucket,
+    )  # fmt: skip
+
+
+@dataclass
+class StreamState:
+    """Where each stream of one rank stands: saved with checkpoints, restored on resume."""
+
+    world_size: int = 1
+    num_roles: int = 1
+    batches: int = 0  # batches this rank consumed
+    cursors: dict[int, int] = field(default_factory=dict)  # role -> raw samples drawn
+    epochs: dict[int, int] = field(default_factory=dict)  # role -> epoch of its last batch
+
+    def update(self, batch: Batch) -> None:
+        self.batches += 1
+        self.cursors[batch.role] = batch.cursor
+        self.epochs[batch.role] = batch.epoch
+
+    def to_dict(self) -> dict:
+        return {"world_size": self.world_size, "num_roles": self.num_roles, "batches": self.batches,
+                "cursors": {str(k): v for k, v in self.cursors.items()},
+                "epochs": {str(k): v for k, v in self.epochs.items()}}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StreamState:
+        return cls(d["world_size"], d["num_roles"], d["batches"], {int(k): v for k, v in d["cursors"].items()},
+                   {int(k): v for k, v in d.get("epochs", {}).items()})  # fmt: skip
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """Endless batches for one rank; each DataLoader worker plays one stream role."""
+
+    def __init__(
+        self, cfg: DataConfig, rank: int = 0, world_size: int = 1, resume: StreamState | None = None,
+        cache_fingerprint: str | None = None,
+    ):  # fmt: skip
+        super().__init__()
+        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        self.cache_fingerprint = cache_fingerprint
+        self.shards = expand_shards(cfg.shards)
+        self.num_roles = max(1, cfg.num_workers)
+        if len(self.shards) < world_size * self.num_roles:
+            raise ValueError(
+                f"data.shards: {len(self.shards)} shard(s) cannot feed {world_size} rank(s) x {self.num_roles} "
+                "stream(s); write more shards or lower data.num_workers"
+            )
+        self.start = StreamState(world_size, self.num_roles)
+        if resume is not None:
+            if (resume.world_size, resume.num_roles) == (world_size, self.num_roles):
+                self.start = resume
+            else:
+                log.warning(
+                    "data: checkpoint streams were %d rank(s) x %d worker(s), now %d x %d: starting new streams at "
+                    "epoch %d (the unfinished epoch is not replayed)", resume.world_size, resume.num_roles,
+                    world_size, self.num_roles, max(resume.epochs.values(), default=0) + 1,
+                )  # fmt: skip
+                self.start.epochs = {r: max(resume.epochs.values(), default=0) + 1 for r in range(self.num_roles)}
+                self.start.cursors = {}
+
+    def role_of(self, worker: int) -> int:
+        """Worker w plays role (w + batches consumed) mod roles, so batches continue in their old order."""
+        return (worker + self.start.batches) % self.num_roles
+
+    def raw_samples(self, role: int, first_epoch: int) -> Iterator[tuple[int, dict]]:
+        stream = self.rank * self.num_roles + role
+        n_streams = self.world_size * self.num_roles
+        buffer: list[tuple[int, dict]] = []
+        rng = random.Random(f"{self.cfg.seed}/buffer/{stream}/{first_epoch}")
+        epoch = first_epoch
+        while True:
+            for shard in shard_order(self.shards, self.cfg.seed, epoch)[stream::n_streams]:
+                for sample in read_tar(shard):
+                    buffer.append((epoch, sample))
+                    if len(buffer) > self.cfg.shuffle_buffer:
+                        yield buffer.pop(rng.randrange(len(buffer)))
+            epoch += 1
+
+    def bucket_of(self, sample: dict, cache) -> tuple[int, int]:
+        """Admission of one raw sample, cheap (image header, caption presence, cache entry): its bucket (h, w), or
+        an exception for a bad sample. Pixels are decoded only when its batch is complete."""
+        if cache is not None:
+            table = cache.get(sample["__shard__"])
+            if sample["__key__"] not in table:
+                raise KeyError("not in the embedding cache (it was a bad sample when the cache was written)")
+            latent = table[sample["__key__"]]["latent"]  # [C, h, w]
+            return tuple(latent.shape[1:])
+        ext = next((e for e in IMAGE_EXTS if e in sample), None)
+        if ext is None:
+            raise KeyError("no image member")
+        choose_caption(
+            caption_options(sample, self.cfg.caption, self.sidecars), self.cfg.caption.weights, random.Random()
+        )
+        with Image.open(io.BytesIO(sample[ext])) as im:  # reads the header only
+            width, height = im.size
+        if not self.cfg.buckets:
+            return (self.cfg.resolution, self.cfg.resolution)
+        return nearest_bucket(width, height, self.table)
+
+    def materialize(self, pending: list[tuple[int, dict]], size, cache) -> tuple[list[Example], int]:
+        examples, bad = [], 0
+        for epoch, sample in pending:
+            try:
+                if cache is not None:
+                    examples.append(decode_cached(sample, self.cfg, epoch, cache.get(sample["__shard__"])))
+                else:
+                    examples.append(decode(sample, self.cfg, epoch, self.sidecars, size))
+            except Exception as e:  # noqa: BLE001 - a bad sample is counted, never fatal
+                bad += 1
+                log.warning("data: skipping %s in %s: %s", sample["__key__"], sample["__shard__"], e)
+        return examples, bad
+
+    def __iter__(self) -> Iterator[Batch]:
+        """Raw samples → admission → per-bucket lists → a batch when a bucket holds batch_size samples. On resume the
+        same admission replays up to the saved cursor (no pixel decoding), so bucket contents are restored exactly."""
+        info = torch.utils.data.get_worker_info()
+        role = self.role_of(info.id if info else 0)
+        resume_at = self.start.cursors.get(role, 0)
+        raw = self.raw_samples(role, self.start.epochs.get(role, 0) if not self.start.cursors else 0)
+        self.sidecars = SidecarCache(self.cfg.caption)
+        self.table = ratio_table(self.cfg.resolution, self.cfg.bucket_multiple)
+        cache = None
+        if self.cache_fingerprint:
+            from t2i.cache import CacheReader
+
+            cache = CacheReader(self.cache_fingerprint, self.cfg.cache_dir)
+        buckets: dict[tuple[int, int], list[tuple[int, dict]]] = {}
+        cursor, n_bad = 0, 0
+        for epoch, sample in raw:
+            cursor += 1
+            try:
+                size = self.bucket_of(sample, cache)
+            except Exception as e:  # noqa: BLE001 - a bad sample is counted, never fatal
+                n_bad += 1
+                if cursor > resume_at:
+                    log.warning("data: skipping %s in %s: %s", sample["__key__"], sample["__shard__"], e)
+                continue
+            buckets.setdefault(size, []).append((epoch, sample))
+            if len(buckets[size]) < self.cfg.batch_size:
+                continue
+            pending = buckets.pop(size)
+            if cursor <= resume_at:  # emitted before the checkpoint
+                n_bad = 0
+                continue
+            examples, bad = self.materialize(pending, size, cache)
+            if examples:
+                yield collate(examples, role, cursor, epoch, n_bad + bad, size)
+            n_bad = 0
+
+
+def make_loader(stream: ShardStream) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        stream, batch_size=None, num_workers=stream.cfg.num_workers, collate_fn=None,
+        persistent_workers=False, prefetch_factor=2 if stream.cfg.num_workers else None,
+    )  # fmt: skip

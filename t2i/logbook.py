@@ -1,0 +1,71 @@
+"""Training metrics: averaged over a window of steps, printed, appended to out/metrics.jsonl, sent to wandb.
+
+Row: step, loss, loss by σ' bin (loss_t0.00-0.25 ...), lr, grad_norm, images/s (per device and total), samples seen,
+bad samples, MFU (training FLOPs per image from `t2i.throughput` × images/s per device / device peak; None on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from t2i.throughput import mfu
+
+
+class Logbook:
+    def __init__(
+        self, out: str | Path, world_size: int, run=None, enabled: bool = True,
+        flops_per_image: float = 0.0, peak_flops: float | None = None,
+    ):  # fmt: skip
+        self.path = Path(out) / "metrics.jsonl"
+        self.world_size, self.run, self.enabled = world_size, run, enabled
+        self.flops_per_image, self.peak_flops = flops_per_image, peak_flops
+        self._reset()
+
+    def _reset(self) -> None:
+        self.t0 = time.perf_counter()
+        self.losses: list[float] = []
+        self.grad_norms: list[float] = []
+        self.images = 0
+        self.bad = 0
+        self.bins: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+        self.buckets: dict[str, int] = defaultdict(int)
+
+    def add(self, result, images: int, n_bad: int, bucket: tuple[int, int] | None = None) -> None:
+        if bucket is not None:
+            self.buckets[f"{bucket[0]}x{bucket[1]}"] += images
+        self.losses.append(result.loss)
+        if result.grad_norm is not None:
+            self.grad_norms.append(result.grad_norm)
+        self.images += images
+        self.bad += n_bad
+        for name, (total, count) in result.bins.items():
+            self.bins[name][0] += total
+            self.bins[name][1] += count
+
+    def flush(self, step: int, lr: float, samples_seen: int, extra: dict | None = None) -> dict:
+        """Writes one row (main process only) and starts a new window."""
+        seconds = max(time.perf_counter() - self.t0, 1e-9)
+        row = {
+            "step": step, "loss": sum(self.losses) / max(1, len(self.losses)), "lr": lr,
+            "grad_norm": sum(self.grad_norms) / len(self.grad_norms) if self.grad_norms else None,
+            "images_per_s_per_device": self.images / seconds, "images_per_s": self.images * self.world_size / seconds,
+            "samples_seen": samples_seen * self.world_size, "bad_samples": self.bad,
+        }  # fmt: skip
+        per_device = self.images / seconds
+        row["mfu"] = mfu(per_device * self.flops_per_image, 1.0, self.peak_flops) if self.flops_per_image else None
+        row.update({k: t / c for k, (t, c) in self.bins.items() if c})
+        if len(self.buckets) > 1:
+            row["bucket_images"] = dict(self.buckets)  # images per aspect-ratio bucket (height x width)
+        row.update(extra or {})
+        if self.enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"step {step}: loss {row['loss']:.4f} lr {lr:.2e} {row['images_per_s']:.1f} img/s", flush=True)
+            if self.run is not None:
+                self.run.log(row, step=step)
+        self._reset()
+        return row

@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from omnicap.config import load
+from t2i import cache, step, train
+from t2i.config import TrainConfig
+from t2i.data import ShardStream, make_loader
+from t2i.parts import build_parts, encode_latents, predict
+from t2i.synthetic import write_shards
+from t2i.text import TextEncoder
+
+DEBUG = Path(__file__).resolve().parents[2] / "configs" / "t2i" / "debug.yaml"
+
+
+@pytest.fixture
+def shards(tmp_path):
+    write_shards(tmp_path / "shards", 16, shard_size=8, size=32)
+    return ["--data.synthetic", "0", "--data.shards", str(tmp_path / "shards" / "*.tar")]
+
+
+def _metrics(out):
+    import json
+
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_cache_hits_equal_live_encoding_and_skip_encoders(tmp_path, shards, monkeypatch):
+    base = ["--config", str(DEBUG), *shards, "--validation.steps", "1", "--log_every", "1", "--steps", "3"]
+    assert cache.main([*base, "--out", str(tmp_path / "c")]) == 0
+    cfg = load(TrainConfig, [DEBUG], {"data.synthetic": 0, "data.shards": [shards[-1]]})
+    fp = cache.fingerprint(cfg)
+    assert len(list((tmp_path / "shards").glob(f"*.t2icache-{fp}.pt"))) == 2
+
+    parts = build_parts(cfg.model, seed=cfg.seed)
+    live = next(iter(make_loader(ShardStream(cfg.data))))
+    hit = next(iter(make_loader(ShardStream(cfg.data, cache_fingerprint=fp))))
+    assert live.keys == hit.keys and live.captions == hit.captions and hit.pixels is None
+    assert torch.allclose(encode_latents(parts.vae, live.pixels), hit.latents, atol=1e-5)
+    text = parts.text.encode_with_dropout(live.captions, live.dropped)
+    x, t = torch.randn_like(hit.latents), torch.full((4,), 300.0)
+    assert torch.allclose(predict(parts.transformer, x, t, text.embeds, text.mask),
+                          predict(parts.transformer, x, t, hit.text_embeds, hit.text_mask), atol=1e-5)  # fmt: skip
+
+    assert train.main([*base, "--out", str(tmp_path / "live")]) == 0
+
+    def boom(*a, **k):
+        raise AssertionError("an encoder ran although the cache was on")
+
+    monkeypatch.setattr(step, "encode_latents", boom)
+    monkeypatch.setattr(TextEncoder, "encode", boom)
+    assert train.main([*base, "--out", str(tmp_path / "cached"), "--data.use_cache", "true"]) == 0
+    for a, b in zip(_metrics(tmp_path / "live"), _metrics(tmp_path / "cached")):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+def test_missing_cache_is_a_clear_error(tmp_path, shards):
+    cfg = load(TrainConfig, [DEBUG], {"data.synthetic": 0, "data.shards": [shards[-1]]})
+    with pytest.raises(FileNotFoundError, match="python -m t2i cache"):
+        from t2i.cache import CacheReader
+
+        CacheReader("0123456789ab", None).get(str(tmp_path / "shards" / "00000.tar"))
+    assert cfg.data.use_cache is False

@@ -1,0 +1,149 @@
+import io
+import json
+import random
+import tarfile
+
+import pytest
+import torch
+from PIL import Image
+
+from t2i.data import (
+    CaptionConfig,
+    DataConfig,
+    ShardStream,
+    StreamState,
+    choose_caption,
+    expand_shards,
+    make_loader,
+    to_tensor,
+)
+from t2i.synthetic import write_shards
+
+
+def _png(color=(255, 0, 0), size=(40, 24)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _tar(path, samples: dict[str, dict[str, bytes]]):
+    with tarfile.open(path, "w") as tar:
+        for key, members in samples.items():
+            for ext, data in members.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+
+def _batches(cfg, n=1, **kw):
+    it = iter(make_loader(ShardStream(cfg, **kw)))
+    return [next(it) for _ in range(n)]
+
+
+def test_caption_sources(tmp_path):
+    caps = {"detailed": "a long caption", "short": "short one", "tags": "x, y"}
+    _tar(tmp_path / "a.tar", {
+        "000000001": {"png": _png(), "txt": b"alt text", "json": json.dumps({"captions": caps}).encode(),
+                      "omnicap.json": json.dumps({"short": "recaptioned"}).encode()},
+    })  # fmt: skip
+    (tmp_path / "side").mkdir()
+    (tmp_path / "side" / "a.omnicap.json").write_text(json.dumps({"000000001": {"detailed": "from sidecar"}}))
+    base = dict(shards=[str(tmp_path / "a.tar")], resolution=16, batch_size=1, shuffle_buffer=0)
+    cases = [
+        (CaptionConfig(source="txt", dropout=0), "alt text"),
+        (CaptionConfig(source="member", field="captions", weights={"short": 1}, dropout=0), "short one"),
+        (CaptionConfig(source="member", member="omnicap.json", dropout=0), "recaptioned"),
+        (CaptionConfig(source="sidecar", sidecar_dir=str(tmp_path / "side"), dropout=0), "from sidecar"),
+    ]
+    for caption_cfg, expected in cases:
+        (batch,) = _batches(DataConfig(**base, caption=caption_cfg))
+        assert batch.captions == [expected]
+        assert batch.pixels.shape == (1, 3, 16, 16)
+
+
+def test_caption_weights_and_dropout():
+    rng = random.Random(0)
+    opts = {"detailed": "d", "medium": "m", "short": "s", "zh": "z"}
+    picks = [choose_caption(opts, {"detailed": 0.5, "medium": 0.3, "short": 0.2}, rng)[0] for _ in range(4000)]
+    assert "zh" not in picks
+    assert abs(picks.count("detailed") / 4000 - 0.5) < 0.03 and abs(picks.count("short") / 4000 - 0.2) < 0.03
+    assert choose_caption({"short": "s"}, {"detailed": 1, "short": 1}, rng) == ("short", "s")  # renormalised
+    with pytest.raises(KeyError):
+        choose_caption({"tags": "t"}, {"detailed": 1}, rng)
+
+
+def test_dropout_rate(tmp_path):
+    write_shards(tmp_path, 64, shard_size=64, size=16)
+    cfg = DataConfig(shards=[str(tmp_path / "*.tar")], resolution=16, batch_size=64, shuffle_buffer=0,
+                     caption=CaptionConfig(dropout=0.5))  # fmt: skip
+    (batch,) = _batches(cfg)
+    assert 16 < int(batch.dropped.sum()) < 48
+    assert all((c == "") == bool(d) for c, d in zip(batch.captions, batch.dropped))
+
+
+def test_bad_samples_are_counted_not_fatal(tmp_path):
+    _tar(tmp_path / "a.tar", {
+        "1": {"png": _png(), "txt": b"ok one"},
+        "2": {"png": b"not a png", "txt": b"broken image"},
+        "3": {"png": _png()},  # no caption
+        "4": {"png": _png(), "txt": b"ok two"},
+    })  # fmt: skip
+    cfg = DataConfig(shards=[str(tmp_path / "a.tar")], resolution=8, batch_size=2, shuffle_buffer=0,
+                     caption=CaptionConfig(dropout=0))  # fmt: skip
+    (batch,) = _batches(cfg)
+    assert batch.captions == ["ok one", "ok two"] and batch.n_bad == 2
+
+
+def test_resize_center_crop():
+    im = Image.new("RGB", (20, 10), (0, 0, 0))
+    im.paste((255, 255, 255), (0, 0, 5, 10))  # the white left quarter is cropped away
+    x = to_tensor(im, 10)
+    assert x.shape == (3, 10, 10) and x.max() == -1
+    assert to_tensor(Image.new("RGB", (40, 20), (255, 255, 255)), 10).shape == (3, 10, 10)
+
+
+def test_missing_shards_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such shard"):
+        expand_shards([str(tmp_path / "nope-{0..3}.tar")])
+
+
+def test_split_by_rank_and_resume_exact(tmp_path):
+    write_shards(tmp_path, 48, shard_size=6, size=8)
+    cfg = DataConfig(shards=[str(tmp_path / "*.tar")], resolution=8, batch_size=5, shuffle_buffer=7, num_workers=2)
+    # ranks see disjoint samples within an epoch
+    keys = [set(k for b in _batches(cfg, 2, rank=r, world_size=2) for k in b.keys) for r in range(2)]
+    assert not keys[0] & keys[1]
+    # an interrupted stream resumes with exactly the batches an uninterrupted one yields (across an epoch boundary)
+    full = _batches(cfg, 14)
+    state = StreamState(1, 2)
+    for b in full[:9]:
+        state.update(b)
+    resumed = _batches(cfg, 5, resume=StreamState.from_dict(json.loads(json.dumps(state.to_dict()))))
+    for a, b in zip(full[9:], resumed):
+        assert a.keys == b.keys and a.captions == b.captions and torch.equal(a.pixels, b.pixels)
+    assert max(b.epoch for b in full) >= 1
+
+
+def test_aspect_ratio_buckets_single_bucket_batches_and_exact_resume(tmp_path):
+    from t2i.buckets import ratio_table
+
+    sizes = [(64, 64), (128, 64), (64, 128), (96, 64), (64, 32)]  # (w, h)
+    samples = {f"{i:04d}": {"png": _png(size=sizes[i % len(sizes)]), "txt": b"x"} for i in range(40)}
+    keys = list(samples)
+    _tar(tmp_path / "a.tar", {k: samples[k] for k in keys[:20]})
+    _tar(tmp_path / "b.tar", {k: samples[k] for k in keys[20:]})
+    cfg = DataConfig(shards=[str(tmp_path / "*.tar")], resolution=64, batch_size=3, shuffle_buffer=4, buckets=True,
+                     bucket_multiple=8, caption=CaptionConfig(dropout=0))  # fmt: skip
+    table = set(ratio_table(64, 8).values())
+    batches = _batches(cfg, 30)
+    assert len({b.bucket for b in batches}) >= 4
+    for b in batches:
+        assert b.bucket in table and b.pixels.shape[2:] == b.bucket
+    seen = [k for b in batches[:26] for k in b.keys]  # 78 samples: every key of the first epoch, none lost
+    assert set(keys) <= set(seen)
+    state = StreamState(1, 1)
+    for b in batches[:17]:
+        state.update(b)
+    resumed = _batches(cfg, 13, resume=state)
+    for a, b in zip(batches[17:], resumed):
+        assert a.keys == b.keys and torch.equal(a.pixels, b.pixels)
