@@ -1,0 +1,193 @@
+"""GPU benchmark for the `device` tool (≤ 8 min on one H100/H200): the recaption job vs a one-image-per-call loop.
+
+    python bench/gpu_recaption.py --config_json ../shared/reference-configs/qwen2-vl-2b-instruct.json --out "$OUT"
+    python bench/gpu_recaption.py --tiny --device cpu --job_images 8 --loop_images 2 --new_tokens 4   # CPU smoke
+
+Model: Qwen2-VL-2B-Instruct's published architecture (2,208,985,600 parameters), randomly initialised in bfloat16
+directly on the GPU by `captioner.models.qwen2vl_from_config`, with the real Qwen2-VL processor built offline.
+Images: 448x448 JPEGs (256 visual tokens each). Greedy, 128 new tokens at most.
+
+  loop  one image per call, as the published OmniCaptioner inference script does: read the file, build the chat
+        prompt, process, generate, decode — serially (here through `Captioner.caption([image])`).
+  job   `recaption.run.run` on webdataset shards of the same images: the decode pool, batches of `--batch_size`,
+        sidecar and stats writing, leases.
+
+A random model rarely stops before the cap, so both sides generate about `new_tokens` per image; the new-token
+counts are reported next to images/s. Writes `results.json` to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path; keep it from shadowing packages.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+# torch, numpy, PIL and the packages are imported inside the functions: the job's decode workers are spawned
+# processes that import this main module again, and should not pay for torch on their way up.
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO.parent / "shared" / "reference-configs" / "qwen2-vl-2b-instruct.json"
+
+
+def build_captioner(args):
+    import torch
+
+    from captioner.inference import Captioner
+    from captioner.models import family_of, load_processor, qwen2vl_from_config
+
+    pixels = args.side * args.side
+    if args.tiny:
+        return Captioner.from_pretrained("tiny", device=args.device, min_pixels=pixels // 4, max_pixels=pixels)
+    if not Path(args.config_json).is_file():
+        raise SystemExit(f"{args.config_json}: not found; pass --config_json path/to/qwen2-vl-2b-instruct.json")
+    torch.manual_seed(0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(args.device):
+            model = qwen2vl_from_config(args.config_json, meta=False)
+    finally:
+        torch.set_default_dtype(previous)
+    model = model.to(device=args.device, dtype=torch.bfloat16)
+    return Captioner(model, load_processor(family_of(model)), source="qwen2-vl-2b-random",
+                     weights_id="random-seed0", min_pixels=pixels // 4, max_pixels=pixels)
+
+
+def make_jpegs(n: int, side: int) -> list[bytes]:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        blocks = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(np.kron(blocks, np.ones((side // 8, side // 8, 1), dtype=np.uint8))).save(buf, "JPEG")
+        out.append(buf.getvalue())
+    return out
+
+
+def write_shards(folder: Path, images: list[bytes], per_shard: int) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for start in range(0, len(images), per_shard):
+        with tarfile.open(folder / f"{count:05d}.tar", "w") as tf:
+            for i, data in enumerate(images[start:start + per_shard], start):
+                info = tarfile.TarInfo(f"{i:09d}.jpg")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        count += 1
+    return f"{folder}/{{00000..{count - 1:05d}}}.tar"
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def one_by_one(cap, files: list[Path], args) -> dict:
+    from PIL import Image
+
+    sync(args.device)
+    t0 = time.perf_counter()
+    tokens = 0
+    for path in files:
+        image = Image.open(path)
+        tokens += cap.caption([image], args.task, max_new_tokens=args.new_tokens)[0].new_tokens
+    sync(args.device)
+    seconds = time.perf_counter() - t0
+    return {"images": len(files), "seconds": round(seconds, 2), "images_per_s": round(len(files) / seconds, 3),
+            "new_tokens": tokens, "new_tokens_per_s": round(tokens / seconds, 1)}
+
+
+def job(cap, pattern: str, out: Path, args) -> dict:
+    from omnicap.config import load
+    from recaption.config import RecaptionConfig
+    from recaption.run import run
+
+    cfg = load(RecaptionConfig, [], {
+        "input": pattern, "output": str(out), "tasks": [args.task], "progress": False,
+        "model.min_pixels": cap.min_pixels, "model.max_pixels": cap.max_pixels, "model.device": args.device,
+        "generation.batch_size": args.batch_size, "generation.max_new_tokens": args.new_tokens,
+        "decode.workers": args.decode_workers,
+    })
+    sync(args.device)
+    t0 = time.perf_counter()
+    if run(cfg, cap) != 0:
+        raise SystemExit("the job failed")
+    sync(args.device)
+    seconds = time.perf_counter() - t0
+    summary = json.loads((out / "summary.json").read_text())
+    return {"images": summary["samples_in"], "seconds": round(seconds, 2),
+            "images_per_s": round(summary["samples_in"] / seconds, 3), "new_tokens": summary["new_tokens"],
+            "new_tokens_per_s": round(summary["new_tokens"] / seconds, 1), "errors": summary["errors"]}
+
+
+def main(argv=None) -> dict:
+    import torch
+    from PIL import Image
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config_json", default=str(DEFAULT_CONFIG))
+    p.add_argument("--tiny", action="store_true", help="the tiny random captioner (CPU smoke check of this script)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--side", type=int, default=448)
+    p.add_argument("--new_tokens", type=int, default=128)
+    p.add_argument("--job_images", type=int, default=256)
+    p.add_argument("--loop_images", type=int, default=32)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--per_shard", type=int, default=64)
+    p.add_argument("--decode_workers", type=int, default=4)
+    p.add_argument("--task", default="detailed")
+    p.add_argument("--out", default=os.environ.get("OUT", "."))
+    args = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    t0 = time.perf_counter()
+    cap = build_captioner(args)
+    build_s = time.perf_counter() - t0
+    work = Path(tempfile.mkdtemp(prefix="gpu-recaption-"))
+    try:
+        jpegs = make_jpegs(max(args.job_images, args.loop_images), args.side)
+        files = []
+        for i, data in enumerate(jpegs[: args.loop_images]):
+            files.append(work / f"{i:05d}.jpg")
+            files[-1].write_bytes(data)
+        pattern = write_shards(work / "shards", jpegs[: args.job_images], args.per_shard)
+        warm = Image.open(io.BytesIO(jpegs[0]))
+        cap.caption([warm] * min(args.batch_size, 4), args.task, max_new_tokens=4)  # warm-up (kernels, allocator)
+        loop = one_by_one(cap, files, args)
+        print(f"one image per call: {loop}", file=sys.stderr)
+        batched = job(cap, pattern, work / "out", args)
+        print(f"recaption job:      {batched}", file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = {
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
+        "model_params": sum(p.numel() for p in cap.model.parameters()), "build_s": round(build_s, 1),
+        "side": args.side, "new_tokens": args.new_tokens, "batch_size": args.batch_size,
+        "one_image_per_call": loop, "job": batched,
+        "speedup": round(batched["images_per_s"] / loop["images_per_s"], 2),
+    }
+    if args.device.startswith("cuda"):
+        result["max_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "results.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

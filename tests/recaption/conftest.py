@@ -1,0 +1,141 @@
+"""Builders for small test shards: good images in every odd format, and every class of bad input."""
+
+from __future__ import annotations
+
+import io
+import struct
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def picture(seed: int, size=(64, 48), mode="RGB") -> Image.Image:
+    """A small image with structure (blocks of colour), different per seed."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    array = np.kron(blocks, np.ones((size[1] // 4 + 1, size[0] // 4 + 1, 1), dtype=np.uint8))[: size[1], : size[0]]
+    return Image.fromarray(array, "RGB").convert(mode)
+
+
+def encode(image: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def pixel_bomb_png(width=100_000, height=100_000) -> bytes:
+    """A valid tiny PNG whose header claims width x height pixels (CRC fixed so only the size is wrong)."""
+    data = bytearray(png_bytes(picture(0, (16, 16))))
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17])) & 0xFFFFFFFF
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+def exif_rotated_jpeg() -> bytes:
+    """A 64x32 JPEG stored sideways with EXIF orientation 6 (display = rotate 90° clockwise → 32x64)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(picture(7, (64, 32)), "JPEG", exif=exif.tobytes())
+
+
+def odd_format_images() -> dict[str, tuple[str, bytes]]:
+    """{description: (extension, bytes)} for every odd but valid format the job must caption."""
+    rgba = picture(3).convert("RGBA")
+    rgba.putalpha(128)
+    gif_frames = [picture(10 + i).convert("P") for i in range(3)]
+    gif = io.BytesIO()
+    gif_frames[0].save(gif, format="GIF", save_all=True, append_images=gif_frames[1:], duration=50, loop=0)
+    deep = Image.fromarray((np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20).astype(np.uint16))
+    return {
+        "jpeg": ("jpeg", encode(picture(1), "JPEG")),
+        "webp": ("webp", encode(picture(2), "WEBP")),
+        "png_alpha": ("png", png_bytes(rgba)),
+        "gif_animated": ("gif", gif.getvalue()),
+        "cmyk_jpeg": ("jpg", encode(picture(4).convert("CMYK"), "JPEG")),
+        "png_16bit": ("png", png_bytes(deep)),
+        "exif_rotated": ("jpg", exif_rotated_jpeg()),
+        "upper_case_ext": ("JPG", encode(picture(5), "JPEG")),
+    }
+
+
+def bad_samples() -> dict[str, list[tuple[str, bytes]]]:
+    """{error class: [(extension, bytes), ...] members of one sample that must fail with that class}."""
+    return {
+        "decode_error": [("jpg", b"this is not an image" * 10)],
+        "empty": [("png", b"")],
+        "too_small": [("png", png_bytes(Image.new("RGB", (1, 1), "red")))],
+        "too_large": [("png", pixel_bomb_png())],
+        "missing_image": [("txt", b"a caption without its image"), ("json", b"{}")],
+    }
+
+
+def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def good_shard(path: Path, n: int, start: int = 0, size=(64, 48)) -> Path:
+    """img2dataset layout: KEY.jpg, KEY.txt, KEY.json with 9-digit keys."""
+    members = []
+    for i in range(start, start + n):
+        key = f"{i:09d}"
+        members += [(f"{key}.jpg", encode(picture(i, size), "JPEG")), (f"{key}.txt", f"alt text {i}".encode()),
+                    (f"{key}.json", b'{"key": "%s"}' % key.encode())]
+    return write_tar(path, members)
+
+
+@pytest.fixture
+def shards():
+    """The builders above, as one fixture object."""
+
+    class Builders:
+        pass
+
+    b = Builders()
+    for fn in (png_bytes, picture, encode, pixel_bomb_png, exif_rotated_jpeg, odd_format_images, bad_samples,
+               write_tar, good_shard):
+        setattr(b, fn.__name__, staticmethod(fn))
+    return b
+
+
+@pytest.fixture(scope="session")
+def lively_model(tmp_path_factory) -> str:
+    """A tiny random Qwen2-VL folder whose captions differ from image to image.
+
+    The factory's tiny model ties input and output embeddings, so greedy decoding repeats the prompt's last token
+    ("\\n") whatever the image: every caption comes out empty. Untying the output layer and amplifying the vision
+    merger's output makes captions depend on the image, which the equality tests need.
+    """
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from captioner.models import load_processor, tiny_qwen2vl_config
+
+    config = tiny_qwen2vl_config()
+    config.tie_word_embeddings = config.text_config.tie_word_embeddings = False
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Qwen2VLForConditionalGeneration(config).float()
+    with torch.no_grad():
+        model.model.visual.merger.mlp[-1].weight.mul_(30)
+    folder = tmp_path_factory.mktemp("lively-captioner")
+    model.save_pretrained(folder)
+    load_processor("qwen2_vl").save_pretrained(folder)
+    return str(folder)

@@ -1,0 +1,120 @@
+"""The job as users launch it: `python -m recaption run` in subprocesses, several workers, one killed with kill -9."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from recaption.run import main
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+
+
+def fast(model, *extra):
+    return ["--model.path", model, "--tasks", "[detailed,short]", "--model.max_pixels", "12544",
+            "--generation.max_new_tokens", "6", "--progress", "false", "--lease.poll_s", "0.2", *extra]
+
+
+def finished_outputs(out: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(out.glob("*.omnicap.json"))}
+
+
+def test_toy_config_smoke_as_a_user_runs_it(tmp_path, shards):
+    for s in range(2):
+        shards.good_shard(tmp_path / "in" / f"{s:05d}.tar", 2, start=2 * s)
+    cmd = [sys.executable, "-m", "recaption", "run", "--config", "configs/recaption/toy.yaml",
+           "--input", f"{tmp_path}/in/{{00000..00001}}.tar", "--output", str(tmp_path / "out")]
+    done = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("00000", "00001"):
+        stats = json.loads((tmp_path / "out" / f"{name}.stats.json").read_text())
+        assert stats["samples_in"] == 2 and stats["fingerprint"]["tasks"] == ["detailed", "short"]
+        # every caption is accounted for: kept, or counted (the tiny random captioner emits only newlines today)
+        e = stats["errors"]
+        assert stats["captions"] + e["empty_caption"] + e["repetition"] + e["engine_error"] == 2 * 2
+        assert (tmp_path / "out" / f"{name}.omnicap.json").exists()
+    assert "recaption: 2 shards, 4 samples" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_torchrun_two_workers_caption_each_shard_once(tmp_path, shards, lively_model):
+    for s in range(4):
+        shards.good_shard(tmp_path / "in" / f"{s:05d}.tar", 3, start=3 * s)
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "recaption", "run",
+           "--input", f"{tmp_path}/in/{{00000..00003}}.tar", "--output", str(tmp_path / "out"),
+           *fast(lively_model, "--decode.workers", "0")]
+    done = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    claims = [line.split("] ")[1].split(":")[0] for line in done.stderr.splitlines() if ": captioning " in line]
+    ranks = {line.split("[rank ")[1][0] for line in done.stderr.splitlines() if ": captioning " in line}
+    assert sorted(claims) == ["00000", "00001", "00002", "00003"], done.stderr[-3000:]  # each exactly once
+    assert ranks == {"0", "1"}  # both workers took part
+    stats = [json.loads(p.read_text()) for p in sorted((tmp_path / "out").glob("*.stats.json"))]
+    assert [s["captioned"] for s in stats] == [3, 3, 3, 3]
+    assert not list((tmp_path / "out").glob("*.lease*"))
+
+
+def _wait_for(stream, pattern: str, seen: threading.Event, lines: list):
+    for line in stream:
+        lines.append(line)
+        if pattern in line:
+            seen.set()
+
+
+SLOW_CAT = """#!/bin/sh
+# slowcat.sh BYTES STOPFILE FILE: the first BYTES of FILE, then nothing until STOPFILE exists, then the rest
+head -c "$1" "$3"
+while [ ! -e "$2" ]; do sleep 0.05; done
+tail -c +"$(($1 + 1))" "$3"
+"""
+
+
+@pytest.mark.slow
+def test_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, shards, lively_model):
+    """Shard 00001 is read through a `pipe:` url that stalls after its fifth sample, so the worker is killed while
+    that shard is half captioned, whatever the machine's speed."""
+    sizes = [3, 8, 3]
+    for s, n in enumerate(sizes):
+        shards.good_shard(tmp_path / "in" / f"{s:05d}.tar", n, start=100 * s)
+    with tarfile.open(tmp_path / "in" / "00001.tar") as tf:
+        stall_at = tf.getmember("000000105.jpg").offset  # samples 100..104 arrive, then the stream stalls
+    script, stop = tmp_path / "slowcat.sh", tmp_path / "stop"
+    script.write_text(SLOW_CAT)
+    inp = f"{tmp_path}/in/00000.tar::pipe:sh {script} {stall_at} {stop} {tmp_path}/in/00001.tar::{tmp_path}/in/00002.tar"
+    settings = fast(lively_model, "--generation.batch_size", "1", "--decode.workers", "1", "--tasks", "[detailed]")
+
+    victim = subprocess.Popen([sys.executable, "-m", "recaption", "run", "--input", inp, "--output",
+                               str(tmp_path / "out"), *settings], cwd=REPO, env=ENV, stderr=subprocess.PIPE, text=True)
+    started, lines = threading.Event(), []
+    threading.Thread(target=_wait_for, args=(victim.stderr, "00001: captioning", started, lines), daemon=True).start()
+    assert started.wait(240), "".join(lines)[-3000:]
+    time.sleep(2.0)  # it captions the samples that arrived, then waits for the rest of the shard
+    children = subprocess.run(["pgrep", "-P", str(victim.pid)], capture_output=True, text=True).stdout.split()
+    assert children  # the decode worker, the pipe's shell, multiprocessing's resource tracker
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(30)
+    stop.touch()  # from now on the pipe streams the whole shard
+    out = tmp_path / "out"
+    assert (out / "00000.stats.json").exists() and not (out / "00001.stats.json").exists()
+    assert (out / "00001.lease").exists()  # left behind by the dead worker
+
+    assert main(["--input", inp, "--output", str(out), *settings]) == 0  # the same command again resumes
+    assert main(["--input", inp, "--output", str(tmp_path / "ref"), *settings]) == 0  # uninterrupted
+    resumed, reference = finished_outputs(out), finished_outputs(tmp_path / "ref")
+    assert list(resumed) == ["00000.omnicap.json", "00001.omnicap.json", "00002.omnicap.json"]
+    assert resumed == reference
+    for name, n in zip(resumed, sizes):  # no sample lost, none duplicated
+        keys = list(json.loads(resumed[name]))
+        assert len(keys) == len(set(keys)) == n
+    assert not list(out.glob("*.tmp-*")) and not list(out.glob("*.lease"))
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]  # the killed worker's children exited
