@@ -15,10 +15,12 @@ class ModelConfig(Config):
     """torch device; None picks cuda:LOCAL_RANK when CUDA is available, else cpu"""
     dtype: Literal["float32", "bfloat16", "float16"] | None = None
     """weights dtype; None lets the captioner choose (bfloat16 on GPU, float32 on CPU)"""
-    min_pixels: int = 3136
-    """smallest image area after resizing to the 28-px Qwen grid (56x56)"""
-    max_pixels: int = 200704
-    """largest image area after resizing to the 28-px Qwen grid (448x448 = 256 visual tokens)"""
+    min_pixels: int | None = None
+    """smallest image area after resizing to the 28-px Qwen grid; None keeps the bounds saved with the model (those
+    it was trained with), e.g. 3136 = 56x56"""
+    max_pixels: int | None = None
+    """largest image area after resizing to the 28-px Qwen grid; None keeps the model's saved bounds, e.g.
+    200704 = 448x448 = 256 visual tokens"""
 
 
 class GenerationConfig(Config):

@@ -232,11 +232,11 @@ class Worker:
         self.bar.bar.write(f"recaption: {prefix}{message}", file=sys.stderr)
 
 
-def decode_pool(cfg: RecaptionConfig) -> DecodePool:
-    """The decode/resize pool, its workers already booting (call before loading the model to hide their start)."""
+def decode_pool(cfg: RecaptionConfig, min_pixels: int, max_pixels: int) -> DecodePool:
+    """The decode/resize pool, resizing to the captioner's pixel bounds, its workers already booting."""
     from captioner.inference import fit_image
 
-    fit = functools.partial(fit_image, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
+    fit = functools.partial(fit_image, min_pixels=min_pixels, max_pixels=max_pixels)
     pool = DecodePool(fit, Limits(cfg.decode.min_side, cfg.decode.max_image_pixels), cfg.decode.workers,
                       cfg.decode.prefetch)
     pool.start()
@@ -257,9 +257,9 @@ def run(cfg: RecaptionConfig, captioner=None) -> int:
     dist = dist_from_env()
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    pool = decode_pool(cfg)
+    captioner = captioner if captioner is not None else load_captioner(cfg.model, dist)
+    pool = decode_pool(cfg, captioner.min_pixels, captioner.max_pixels)  # images fitted exactly as in training
     try:
-        captioner = captioner if captioner is not None else load_captioner(cfg.model, dist)
         fingerprint = job_fingerprint(cfg, captioner.fingerprint())
         finished = {n: s for n in shards if (s := load_stats(ShardPaths(out, n, cfg.suffix, cfg.mode).stats))}
         check_compatible(finished, fingerprint, cfg.overwrite)

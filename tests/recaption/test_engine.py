@@ -43,7 +43,7 @@ def routed(lively_model):
 
 def make_cfg(**overrides):
     return load(RecaptionConfig, [], {"input": "unused", "output": "unused", "tasks": ["detailed"],
-                                      "model.max_pixels": 12544, "generation.max_new_tokens": 12,
+                                      "model.min_pixels": 3136, "model.max_pixels": 12544, "generation.max_new_tokens": 12,
                                       "generation.batch_size": 8, **overrides})
 
 
