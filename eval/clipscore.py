@@ -13,6 +13,7 @@ from PIL import Image
 from eval.layout import read_samples
 from omnicap.config import Config, parse
 from omnicap.files import write_json
+from omnicap.tracking import WandbConfig, log_metrics
 
 
 class ClipScoreConfig(Config):
@@ -22,6 +23,9 @@ class ClipScoreConfig(Config):
     """transformers CLIP folder (config, weights, processor files) or hub id (needs the network)"""
     batch_size: int = 16
     device: str | None = None
+    """torch device; None picks cuda when available, else cpu"""
+    wandb: WandbConfig = WandbConfig()
+    """log the score to wandb (disabled by default)"""
 
 
 def image_tensor(path: Path) -> torch.Tensor:
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     score = clip_score(cfg.model, [s.path for s in samples], [s.metadata["prompt"] for s in samples],
                        cfg.batch_size, device)  # fmt: skip
-    write_json(root / "clipscore.json", {"clipscore": score, "images": len(samples), "model": cfg.model})
+    result = {"clipscore": score, "images": len(samples), "model": cfg.model}
+    write_json(root / "clipscore.json", result)
+    log_metrics(cfg.wandb, cfg.model_dump(mode="json"), result, str(root))
     print(f"CLIPScore {score:.4f} over {len(samples)} images ({cfg.model})")
     return 0

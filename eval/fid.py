@@ -18,6 +18,7 @@ from PIL import Image
 from eval.clip_models import WeightsMissing
 from omnicap.config import Config, parse
 from omnicap.files import write_json
+from omnicap.tracking import WandbConfig, log_metrics
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -33,6 +34,9 @@ class FidConfig(Config):
     """images are resized to this square before Inception"""
     batch_size: int = 32
     device: str | None = None
+    """torch device; None picks cuda when available, else cpu"""
+    wandb: WandbConfig = WandbConfig()
+    """log the score to wandb (disabled by default)"""
 
 
 def iter_images(source: str | Path) -> Iterator[Image.Image]:
@@ -106,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         batches(iter_images(cfg.fake), cfg.size, cfg.batch_size), device,
     )  # fmt: skip
     out = Path(cfg.fake) if Path(cfg.fake).is_dir() else Path(cfg.fake).parent
-    write_json(out / "fid.json", {"fid": fid, "real_images": n_real, "fake_images": n_fake, "real": cfg.real})
+    result = {"fid": fid, "real_images": n_real, "fake_images": n_fake, "real": cfg.real}
+    write_json(out / "fid.json", result)
+    log_metrics(cfg.wandb, cfg.model_dump(mode="json"), result, str(out))
     print(f"FID {fid:.3f} ({n_real} real, {n_fake} generated images)")
     return 0

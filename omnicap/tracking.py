@@ -33,3 +33,12 @@ def init_wandb(cfg: WandbConfig, config: dict[str, Any] | None = None, default_d
     return wandb.init(
         mode=cfg.mode, project=cfg.project, name=cfg.name, entity=cfg.entity, dir=run_dir, config=config or {}
     )
+
+
+def log_metrics(cfg: WandbConfig, config: dict[str, Any], metrics: dict[str, Any], default_dir: str | None = None):
+    """One-shot entry points (a score, a count): a run holding `metrics` in its summary; no-op when disabled."""
+    run = init_wandb(cfg, config, default_dir)
+    if run is not None:
+        run.log(metrics)
+        run.summary.update(metrics)
+        run.finish()
