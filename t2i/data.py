@@ -8,7 +8,9 @@ Order of one stream (one per rank and DataLoader worker):
   epoch e → shards permuted by (seed, e) → every (world·workers)-th shard for this rank/worker → tar members grouped by
   key → shuffle buffer (rng seeded by seed, rank, worker role) → decode: RGB, resize shorter side, center crop → caption
   chosen by weights and dropped (→ "" / null embedding) with rng seeded by (seed, epoch, key) → batches.
-Bad samples (undecodable image, no caption) are counted in `Batch.n_bad` and skipped, never fatal.
+Bad samples (undecodable image, no caption) are skipped, never fatal, and counted per reason (`Batch.skipped`,
+`Batch.n_bad`). A stream whose whole pass over its shards yields no usable sample stops with `NoUsableSamples`, which
+names the shards, the caption source and the skip counts (instead of reading the shards forever).
 
 Resume: each batch carries its stream's `role` and `cursor` (raw samples drawn so far). `StreamState` keeps the last
 cursor per role; a new stream discards `cursor` raw samples without decoding them and DataLoader workers are assigned
@@ -25,6 +27,7 @@ import logging
 import random
 import re
 import tarfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +42,27 @@ from t2i.buckets import nearest_bucket, ratio_table
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+
+
+class BadSample(KeyError):
+    """A sample that cannot be trained on; `reason` is a short label for the skip counts (e.g. "no caption")."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class NoUsableSamples(RuntimeError):
+    """A full pass over a stream's shards gave no usable sample: training would wait for a batch forever."""
+
+
+def skip_reason(error: Exception) -> str:
+    """The label a skipped sample is counted under."""
+    if isinstance(error, BadSample):
+        return error.reason
+    if isinstance(error, OSError | SyntaxError | ValueError):  # PIL: UnidentifiedImageError, truncated files
+        return "undecodable image"
+    return type(error).__name__
 
 
 class CaptionConfig(Config):
@@ -148,37 +172,41 @@ def shard_order(shards: list[str], seed: int, epoch: int) -> list[str]:
 def _dig(obj, dotted: str | None):
     for part in (dotted or "").split(".") if dotted else []:
         if not isinstance(obj, dict) or part not in obj:
-            raise KeyError(f"field {dotted!r} not found (missing {part!r})")
+            raise BadSample("caption field missing", f"field {dotted!r} not found (missing {part!r})")
         obj = obj[part]
     return obj
 
 
 def caption_options(sample: dict, cfg: CaptionConfig, sidecars: SidecarCache) -> str | dict[str, str]:
-    """The caption text, or {task_type: text}, of a raw sample; KeyError when it has none."""
+    """The caption text, or {task_type: text}, of a raw sample; BadSample when it has none."""
     if cfg.source == "txt":
         member = cfg.member or "txt"
         if member not in sample:
-            raise KeyError(f"no .{member} member")
+            raise BadSample("no caption member", f"no .{member} member")
         return sample[member].decode("utf-8")
     if cfg.source == "member":
         member = cfg.member or "json"
         if member not in sample:
-            raise KeyError(f"no .{member} member")
+            raise BadSample("no caption member", f"no .{member} member")
         return _dig(json.loads(sample[member]), cfg.field)
     table = sidecars.get(sample["__shard__"])
     if sample["__key__"] not in table:
-        raise KeyError(f"key not in sidecar {sidecars.path(sample['__shard__'])}")
+        raise BadSample("key not in sidecar", str(sidecars.path(sample["__shard__"])))
     return _dig(table[sample["__key__"]], cfg.field)
 
 
 def choose_caption(options: str | dict[str, str], weights: dict[str, float], rng: random.Random) -> tuple[str, str]:
     """(task_type, caption) drawn by `weights` among the styles present (uniform when weights is empty)."""
     if isinstance(options, str):
+        if not options.strip():
+            raise BadSample("empty caption")
         return "text", options
     present = {k: v for k, v in options.items() if isinstance(v, str) and v.strip()}
     names = [k for k in present if not weights or weights.get(k, 0) > 0]
     if not names:
-        raise KeyError(f"none of the weighted caption styles {sorted(weights)} present (has {sorted(present)})")
+        raise BadSample(
+            "no weighted caption style", f"none of {sorted(weights) or 'any style'} present (has {sorted(present)})"
+        )
     w = [weights.get(k, 1.0) if weights else 1.0 for k in names]
     name = rng.choices(names, weights=w)[0]
     return name, present[name]
@@ -243,7 +271,7 @@ def decode_cached(sample: dict, cfg: DataConfig, epoch: int, table: dict) -> Exa
 
     key = sample["__key__"]
     if key not in table:
-        raise KeyError("not in the embedding cache (it was a bad sample when the cache was written)")
+        raise BadSample("not in the embedding cache", "it was a bad sample when the cache was written")
     entry = table[key]
     rng = sample_rng(cfg.seed, epoch, key)
     style, caption = choose_caption(entry["texts"], cfg.caption.weights, rng)
@@ -256,7 +284,7 @@ def decode_cached(sample: dict, cfg: DataConfig, epoch: int, table: dict) -> Exa
 def decode(sample: dict, cfg: DataConfig, epoch: int, sidecars: SidecarCache, size=None) -> Example:
     ext = next((e for e in IMAGE_EXTS if e in sample), None)
     if ext is None:
-        raise KeyError("no image member")
+        raise BadSample("no image member")
     with Image.open(io.BytesIO(sample[ext])) as im:
         pixels = to_tensor(im, size or cfg.resolution)
     rng = sample_rng(cfg.seed, epoch, sample["__key__"])
@@ -278,19 +306,23 @@ class Batch:
     role: int  # which stream (rank-local worker role) produced it
     cursor: int  # raw samples that stream had drawn after this batch
     epoch: int
-    n_bad: int  # bad samples skipped while building it
+    skipped: dict[str, int]  # bad samples skipped while building it, by reason (t2i.data.skip_reason)
     latents: torch.Tensor | None = None  # [B, C, h, w] from the embedding cache
     text_embeds: torch.Tensor | None = None  # [B, L, D] from the embedding cache (dropout applied)
     text_mask: torch.Tensor | None = None  # [B, L]
     bucket: tuple[int, int] | None = None  # (height, width) of the batch's images
 
+    @property
+    def n_bad(self) -> int:
+        return sum(self.skipped.values())
 
-def collate(examples: list[Example], role: int, cursor: int, epoch: int, n_bad: int, bucket=None) -> Batch:
+
+def collate(examples: list[Example], role: int, cursor: int, epoch: int, skipped: dict[str, int], bucket=None) -> Batch:
     cached = examples[0].latent is not None
     return Batch(
         pixels=None if cached else torch.stack([e.pixels for e in examples]), captions=[e.caption for e in examples],
         dropped=torch.tensor([e.dropped for e in examples]), keys=[e.key for e in examples],
-        styles=[e.style for e in examples], role=role, cursor=cursor, epoch=epoch, n_bad=n_bad,
+        styles=[e.style for e in examples], role=role, cursor=cursor, epoch=epoch, skipped=skipped,
         latents=torch.stack([e.latent for e in examples]) if cached else None,
         text_embeds=torch.stack([e.text[0] for e in examples]) if cached else None,
         text_mask=torch.stack([e.text[1] for e in examples]) if cached else None, bucket=bucket,
@@ -357,19 +389,44 @@ class ShardStream(torch.utils.data.IterableDataset):
         """Worker w plays role (w + batches consumed) mod roles, so batches continue in their old order."""
         return (worker + self.start.batches) % self.num_roles
 
-    def raw_samples(self, role: int, first_epoch: int) -> Iterator[tuple[int, dict]]:
+    def stream_shards(self, role: int, epoch: int) -> list[str]:
+        """The shards one stream reads in one epoch."""
         stream = self.rank * self.num_roles + role
-        n_streams = self.world_size * self.num_roles
+        return shard_order(self.shards, self.cfg.seed, epoch)[stream :: self.world_size * self.num_roles]
+
+    def raw_samples(self, role: int, first_epoch: int, pass_sizes: dict[int, int]) -> Iterator[tuple[int, dict]]:
+        """(epoch, raw sample) forever, through the shuffle buffer; `pass_sizes[epoch]` is set to the number of raw
+        samples of an epoch once all its shards are read."""
+        stream = self.rank * self.num_roles + role
         buffer: list[tuple[int, dict]] = []
         rng = random.Random(f"{self.cfg.seed}/buffer/{stream}/{first_epoch}")
         epoch = first_epoch
         while True:
-            for shard in shard_order(self.shards, self.cfg.seed, epoch)[stream::n_streams]:
+            shards, n = self.stream_shards(role, epoch), 0
+            for shard in shards:
                 for sample in read_tar(shard):
+                    n += 1
                     buffer.append((epoch, sample))
                     if len(buffer) > self.cfg.shuffle_buffer:
                         yield buffer.pop(rng.randrange(len(buffer)))
+            if n == 0:
+                raise NoUsableSamples(f"data: shards {shards} hold no samples (empty tar files)")
+            pass_sizes[epoch] = n
             epoch += 1
+
+    def no_usable_samples(self, role: int, epoch: int, skipped: Counter) -> NoUsableSamples:
+        c = self.cfg.caption
+        source = {"txt": f"txt (member .{c.member or 'txt'})",
+                  "member": f"member (.{c.member or 'json'}, field {c.field!r})",
+                  "sidecar": f"sidecar ({SidecarCache(c).path('NAME.tar')}, field {c.field!r})"}[c.source]  # fmt: skip
+        if self.cache_fingerprint:
+            source += f", embedding cache {self.cache_fingerprint}"
+        counts = ", ".join(f"{reason}: {n}" for reason, n in skipped.most_common())
+        return NoUsableSamples(
+            f"data: one full pass over shards {self.stream_shards(role, epoch)} gave no usable sample with caption "
+            f"source {source}, weights {c.weights or 'uniform'}; skipped all {sum(skipped.values())} ({counts}). "
+            "Check the caption source (e.g. an empty recaption sidecar) and data.caption.*"
+        )
 
     def bucket_of(self, sample: dict, cache) -> tuple[int, int]:
         """Admission of one raw sample, cheap (image header, caption presence, cache entry): its bucket (h, w), or
@@ -377,12 +434,12 @@ class ShardStream(torch.utils.data.IterableDataset):
         if cache is not None:
             table = cache.get(sample["__shard__"])
             if sample["__key__"] not in table:
-                raise KeyError("not in the embedding cache (it was a bad sample when the cache was written)")
+                raise BadSample("not in the embedding cache", "it was a bad sample when the cache was written")
             latent = table[sample["__key__"]]["latent"]  # [C, h, w]
             return tuple(latent.shape[1:])
         ext = next((e for e in IMAGE_EXTS if e in sample), None)
         if ext is None:
-            raise KeyError("no image member")
+            raise BadSample("no image member")
         choose_caption(
             caption_options(sample, self.cfg.caption, self.sidecars), self.cfg.caption.weights, random.Random()
         )
@@ -392,8 +449,9 @@ class ShardStream(torch.utils.data.IterableDataset):
             return (self.cfg.resolution, self.cfg.resolution)
         return nearest_bucket(width, height, self.table)
 
-    def materialize(self, pending: list[tuple[int, dict]], size, cache) -> tuple[list[Example], int]:
-        examples, bad = [], 0
+    def materialize(self, pending: list[tuple[int, dict]], size, cache) -> tuple[list[Example], Counter]:
+        """Decoded examples of one batch, and the skip counts (by reason) of those that failed to decode."""
+        examples, bad = [], Counter()
         for epoch, sample in pending:
             try:
                 if cache is not None:
@@ -401,7 +459,7 @@ class ShardStream(torch.utils.data.IterableDataset):
                 else:
                     examples.append(decode(sample, self.cfg, epoch, self.sidecars, size))
             except Exception as e:  # noqa: BLE001 - a bad sample is counted, never fatal
-                bad += 1
+                bad[skip_reason(e)] += 1
                 log.warning("data: skipping %s in %s: %s", sample["__key__"], sample["__shard__"], e)
         return examples, bad
 
@@ -411,7 +469,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         role = self.role_of(info.id if info else 0)
         resume_at = self.start.cursors.get(role, 0)
-        raw = self.raw_samples(role, self.start.epochs.get(role, 0) if not self.start.cursors else 0)
+        tally = PassTally()
+        raw = self.raw_samples(role, self.start.epochs.get(role, 0) if not self.start.cursors else 0, tally.sizes)
         self.sidecars = SidecarCache(self.cfg.caption)
         self.table = ratio_table(self.cfg.resolution, self.cfg.bucket_multiple)
         cache = None
@@ -420,27 +479,62 @@ class ShardStream(torch.utils.data.IterableDataset):
 
             cache = CacheReader(self.cache_fingerprint, self.cfg.cache_dir)
         buckets: dict[tuple[int, int], list[tuple[int, dict]]] = {}
-        cursor, n_bad = 0, 0
+        cursor, skipped = 0, Counter()  # skipped: reason -> bad samples since the last batch
         for epoch, sample in raw:
             cursor += 1
             try:
                 size = self.bucket_of(sample, cache)
             except Exception as e:  # noqa: BLE001 - a bad sample is counted, never fatal
-                n_bad += 1
+                skipped[skip_reason(e)] += 1
+                tally.add(epoch, skip_reason(e))
                 if cursor > resume_at:
                     log.warning("data: skipping %s in %s: %s", sample["__key__"], sample["__shard__"], e)
+                dead = tally.unusable_pass()
+                if dead is not None:
+                    raise self.no_usable_samples(role, *dead) from e
                 continue
+            tally.add(epoch, None)
             buckets.setdefault(size, []).append((epoch, sample))
             if len(buckets[size]) < self.cfg.batch_size:
                 continue
             pending = buckets.pop(size)
             if cursor <= resume_at:  # emitted before the checkpoint
-                n_bad = 0
+                skipped = Counter()
                 continue
             examples, bad = self.materialize(pending, size, cache)
+            skipped.update(bad)
             if examples:
-                yield collate(examples, role, cursor, epoch, n_bad + bad, size)
-            n_bad = 0
+                yield collate(examples, role, cursor, epoch, dict(skipped), size)
+            skipped = Counter()
+
+
+@dataclass
+class PassTally:
+    """Per epoch of one stream: raw samples in the pass (known once all its shards are read), samples admitted,
+    usable ones and skips by reason; finds a finished pass without a usable sample."""
+
+    sizes: dict[int, int] = field(default_factory=dict)  # epoch -> raw samples, set by ShardStream.raw_samples
+    seen: Counter = field(default_factory=Counter)
+    usable: Counter = field(default_factory=Counter)
+    skips: dict[int, Counter] = field(default_factory=dict)
+
+    def add(self, epoch: int, reason: str | None) -> None:
+        """One admitted sample: usable (reason None) or skipped for `reason`."""
+        self.seen[epoch] += 1
+        if reason is None:
+            self.usable[epoch] += 1
+        else:
+            self.skips.setdefault(epoch, Counter())[reason] += 1
+
+    def unusable_pass(self) -> tuple[int, Counter] | None:
+        """(epoch, skip counts) of a finished pass that had no usable sample; forgets finished passes."""
+        for epoch, n in list(self.sizes.items()):
+            if self.seen[epoch] >= n:
+                del self.sizes[epoch]
+                skips = self.skips.pop(epoch, Counter())
+                if not self.usable[epoch]:
+                    return epoch, skips
+        return None
 
 
 def make_loader(stream: ShardStream) -> torch.utils.data.DataLoader:

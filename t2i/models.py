@@ -22,6 +22,7 @@ fast tokenizer (tokenizer.json) so a saved pipeline loads it offline with `PreTr
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any, Literal
 
 import torch
@@ -161,14 +162,21 @@ def tiny_t5_encoder(vocab_size: int | None = None, d_model: int = 32, seed: int 
         return T5EncoderModel(T5Config(**kw)).eval()
 
 
-def tiny_tokenizer(style: Literal["gemma", "t5"] = "gemma") -> PreTrainedTokenizerFast:
+def tiny_tokenizer(
+    style: Literal["gemma", "t5"] = "gemma", ignore_instruction: bool = False
+) -> PreTrainedTokenizerFast:
     """Word-piece tokenizer: whole words from `t2i.vocabulary`, anything else spelled out in characters.
 
     Ids: <pad> 0, <eos> 1, <bos> 2, <unk> 3 (Gemma's ids). "gemma" prepends <bos> like Gemma's tokenizer;
     "t5" appends <eos> like T5's.
+    ignore_instruction: the normalizer deletes SANA's complex human instruction (`t2i.text.SANA_CHI`), so a SanaPipeline
+    called with its defaults (which prefix it) encodes the bare prompt, and training (t2i.text, same prefix, same
+    tokenizer) matches. For the toy world: a tiny random text encoder cannot use the 199-token instruction, which
+    would bury a 5-20 token caption in the cross-attention and cost most of the text-encoding time.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+    from t2i.text import SANA_CHI
     from t2i.vocabulary import WORDS
 
     specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
@@ -177,7 +185,11 @@ def tiny_tokenizer(style: Literal["gemma", "t5"] = "gemma") -> PreTrainedTokeniz
     tok = Tokenizer(
         models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="<unk>", max_input_chars_per_word=64)
     )
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    steps = [normalizers.NFKC(), normalizers.Lowercase()]
+    if ignore_instruction:
+        chi = "\n".join(SANA_CHI).lower()
+        steps.append(normalizers.Replace(Regex("^" + re.escape(chi)), ""))
+    tok.normalizer = normalizers.Sequence(steps)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     if style == "gemma":
         tok.post_processor = processors.TemplateProcessing(

@@ -33,4 +33,4 @@ def test_published_dc_ae_scale(reference_config):
 
 def test_toy_autoencoder_config():
     cfg = load(AutoencoderConfig, [CONFIGS / "toy_autoencoder.yaml"])
-    assert cfg.downsample == 8 and cfg.resolution == 64
+    assert cfg.downsample == 4 and cfg.resolution == 64

@@ -10,6 +10,7 @@ from PIL import Image
 from t2i.data import (
     CaptionConfig,
     DataConfig,
+    NoUsableSamples,
     ShardStream,
     StreamState,
     choose_caption,
@@ -147,3 +148,45 @@ def test_aspect_ratio_buckets_single_bucket_batches_and_exact_resume(tmp_path):
     resumed = _batches(cfg, 13, resume=state)
     for a, b in zip(batches[17:], resumed):
         assert a.keys == b.keys and torch.equal(a.pixels, b.pixels)
+
+
+@pytest.mark.parametrize("shuffle_buffer", [0, 3])
+def test_no_usable_sample_stops_with_a_clear_error(tmp_path, shuffle_buffer):
+    """An empty recaption sidecar ({}: every caption came out empty) must not hang the loader: after one full pass
+    the stream stops, naming the shards and the caption source, with the skips counted by reason."""
+    _tar(tmp_path / "a.tar", {str(i): {"png": _png(), "txt": b"alt"} for i in range(3)})
+    _tar(tmp_path / "b.tar", {"9": {"txt": b"no image"}})
+    (tmp_path / "a.omnicap.json").write_text("{}")
+    (tmp_path / "b.omnicap.json").write_text(json.dumps({"9": {"short": "", "detailed": " "}}))
+    cfg = DataConfig(shards=[str(tmp_path / "*.tar")], resolution=8, batch_size=2, shuffle_buffer=shuffle_buffer,
+                     caption=CaptionConfig(source="sidecar", dropout=0))  # fmt: skip
+    with pytest.raises(NoUsableSamples) as err:
+        next(iter(ShardStream(cfg)))
+    message = str(err.value)
+    assert "a.tar" in message and "b.tar" in message and "sidecar" in message
+    assert "key not in sidecar: 3" in message and "no image member: 1" in message
+
+
+def test_skips_counted_by_reason(tmp_path):
+    caps = json.dumps({"captions": {"short": "a red square"}}).encode()
+    _tar(tmp_path / "a.tar", {
+        "1": {"png": _png(), "json": caps},
+        "2": {"png": _png(), "json": json.dumps({"captions": {"short": ""}}).encode()},  # empty caption
+        "3": {"png": b"not a png", "json": caps},
+        "4": {"png": _png()},
+        "5": {"png": _png(), "json": caps},
+    })  # fmt: skip
+    cfg = DataConfig(shards=[str(tmp_path / "a.tar")], resolution=8, batch_size=2, shuffle_buffer=0,
+                     caption=CaptionConfig(source="member", field="captions", dropout=0))  # fmt: skip
+    (batch,) = _batches(cfg)
+    assert batch.skipped == {"no weighted caption style": 1, "undecodable image": 1, "no caption member": 1}
+    assert batch.n_bad == 3 and batch.captions == ["a red square", "a red square"]
+
+
+def test_no_usable_sample_error_reaches_the_training_loop(tmp_path):
+    """Through a DataLoader worker process, as training reads it."""
+    _tar(tmp_path / "a.tar", {"1": {"png": _png()}})
+    cfg = DataConfig(shards=[str(tmp_path / "a.tar")], resolution=8, batch_size=1, shuffle_buffer=0, num_workers=1,
+                     caption=CaptionConfig(source="txt", dropout=0))  # fmt: skip
+    with pytest.raises(NoUsableSamples, match=r"a\.tar.*caption source txt.*no caption member: 1"):
+        next(iter(make_loader(ShardStream(cfg))))

@@ -54,3 +54,17 @@ def test_trimmed_padding_changes_nothing_the_transformer_sees():
         model(x, encoder_hidden_states=s.embeds, encoder_attention_mask=s.mask, timestep=t).sample for s in (full, fast)
     ]
     assert torch.allclose(outs[0], outs[1], atol=1e-5)
+
+
+def test_tokenizer_ignoring_the_instruction_matches_a_default_pipeline_call():
+    """The toy tokenizer deletes SANA's complex human instruction: SanaPipeline's default call (which prefixes it)
+    and training (which prefixes it too) both encode the bare caption, identically."""
+    tok, te = M.tiny_tokenizer(ignore_instruction=True), M.tiny_gemma2()
+    pipe = build_pipeline(
+        "sana", transformer=M.tiny_sana_transformer(), vae=M.tiny_dc_ae(), text_encoder=te, tokenizer=tok
+    )
+    got = TextEncoder(tok, te, max_length=300, chi=SANA_CHI, trim_padding=True).encode(PROMPTS)
+    pe, pm, _, _ = pipe.encode_prompt(PROMPTS, device=torch.device("cpu"), complex_human_instruction=SANA_CHI)
+    assert torch.equal(got.mask, pm) and torch.allclose(got.embeds[pm.bool()], pe[pm.bool()], atol=1e-5)
+    assert tok.tokenize("\n".join(SANA_CHI) + "A red circle") == ["a", "red", "circle"]
+    assert int(pm[0].sum()) == 1 + 1 + 3  # BOS (kept twice by the pipeline's index) + the caption's tokens
