@@ -21,6 +21,7 @@ from PIL import Image
 from pydantic import field_validator
 
 from omnicap.config import Config, parse
+from omnicap.tracking import WandbConfig, log_metrics
 from t2i.data import IMAGE_EXTS, expand_shards, read_tar, to_tensor
 from t2i.models import tiny_dc_ae, tiny_kl_vae
 from t2i.pipeline import save_pipeline
@@ -59,6 +60,8 @@ class AutoencoderConfig(Config):
     """weight init and batch order"""
     force: bool = False
     """retrain even when OUT already holds a model"""
+    wandb: WandbConfig = WandbConfig()
+    """log the training stats to wandb (disabled by default)"""
 
 
 def load_images(shards: list[str], resolution: int, limit: int) -> torch.Tensor:
@@ -131,4 +134,5 @@ def main(argv: list[str] | None = None) -> int:
              "scaling_factor": vae.config.scaling_factor}  # fmt: skip
     (out / "train_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     print(json.dumps(stats))
+    log_metrics(cfg.wandb, cfg.model_dump(mode="json"), stats, str(out))
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omnicap.config import Config, parse
 from omnicap.files import atomic_open
+from omnicap.tracking import WandbConfig, log_metrics
 from t2i.pipeline import RenderSettings, load_pipeline, render
 
 
@@ -37,6 +38,8 @@ class SampleConfig(Config):
     """prompts per pipeline call"""
     device: str = "cpu"
     """torch device"""
+    wandb: WandbConfig = WandbConfig()
+    """log the run (settings, image counts) to wandb (disabled by default)"""
 
 
 def read_prompts(path: str) -> list[str]:
@@ -70,4 +73,5 @@ def main(argv: list[str] | None = None) -> int:
         for i, p, s in jobs:
             f.write(json.dumps({"file": f"{i:05d}_{s}.png", "prompt": p, "seed": s}) + "\n")
     print(f"{len(todo)} rendered, {len(jobs) - len(todo)} already there, in {out}")
+    log_metrics(cfg.wandb, cfg.model_dump(mode="json"), {"rendered": len(todo), "images": len(jobs)}, str(out))
     return 0
