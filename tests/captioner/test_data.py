@@ -217,3 +217,52 @@ def test_video_record_encodes(encoder, tmp_path):
     enc = encoder(corpus.records[0])
     assert int((enc.input_ids == 151656).sum()) > 0 and "video_grid_thw" in enc.vision
     assert len(enc.input_ids) == corpus.lengths[0]
+
+
+def test_batch_keeps_each_image_with_its_caption(tmp_path, encoder):
+    """Image↔caption alignment through length-grouped batching + collation + padding: every sample's pixel rows in the
+    batch equal the processor's output for its own image, its image_pad count equals its visual tokens, and images of
+    different scenes differ (a misaligned or constant image stream makes a captioner ignore the image)."""
+    import torch
+
+    from captioner.media import fit_image
+    from toyworld.make import main as make
+
+    make(["--out", str(tmp_path / "toy"), "--n", "8", "--seed", "3", "--kinds", "scene", "--size", "64"])
+    cfg = DataConfig(max_length=512, min_pixels=12544, max_pixels=12544)
+    enc = Encoder(encoder.processor, TASKS, cfg)
+    source = Source(path=str(tmp_path / "toy"), task_types=["detailed", "short"])
+    records = [r for f in source_files(source) for r in read_shard(f, source, Counter())]
+    lengths = [enc.length(r) for r in records]
+    dataset = CaptionDataset(records, enc)
+    image_pad = encoder.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    seen_mixed = False
+    for order in LengthGroupedBatchSampler(lengths, batch_size=5, seed=1, mega=2).batches():
+        batch = collate([dataset[i] for i in order])
+        grids = batch["image_grid_thw"]
+        assert len(grids) == len(order) == len(batch["input_ids"])
+        start = 0
+        pixels = []
+        for row, i in enumerate(order):
+            rec = records[i]
+            n = int(grids[row].prod())
+            image = fit_image(rec.media[0].load(cfg), cfg.min_pixels, cfg.max_pixels)
+            own = encoder.processor.image_processor(images=[image], return_tensors="pt", do_resize=False)
+            assert torch.equal(grids[row], own["image_grid_thw"][0])
+            assert torch.allclose(batch["pixel_values"][start : start + n], own["pixel_values"]), rec.id
+            pixels.append(batch["pixel_values"][start : start + n])
+            start += n
+            visual = n // 4  # 2x2 patches merge into one token
+            assert int((batch["input_ids"][row] == image_pad).sum()) == visual == 16
+            assert int((batch["mm_token_type_ids"][row] == 1).sum()) == visual
+            answer = batch["input_ids"][row][batch["labels"][row] != IGNORE]
+            assert encoder.processor.tokenizer.decode(answer) == rec.turns[-1][1] + "<|im_end|>"
+        assert start == len(batch["pixel_values"])
+        keys = [records[i].id.split("/")[1] for i in order]
+        if len(set(keys)) > 1:
+            seen_mixed = True
+            a = next(j for j, k in enumerate(keys) if k != keys[0])
+            assert not torch.allclose(pixels[0], pixels[a])  # distinct scenes, distinct pixels
+        for p in pixels:
+            assert float(p.std()) > 0.05  # not blank after fit_image
+    assert seen_mixed
