@@ -57,12 +57,15 @@ class _Sources:
     data: dict = field(default_factory=dict)
     origin: dict[str, str] = field(default_factory=dict)
 
-    def merge(self, tree: dict, source: str, prefix: str = "", into: dict | None = None) -> None:
+    def merge(self, tree: dict, source: str, cls: type | None, prefix: str = "", into: dict | None = None) -> None:
+        """Merges `tree` into the overrides. Only config sections merge key by key; any other value, a dict-valued
+        setting included (e.g. caption weights), is replaced whole by the later source."""
         into = self.data if into is None else into
         for key, value in tree.items():
             dotted = f"{prefix}{key}"
-            if isinstance(value, dict) and isinstance(into.get(key), dict):
-                self.merge(value, source, dotted + ".", into[key])
+            section = _section(cls, key)
+            if section is not None and isinstance(value, dict) and isinstance(into.get(key), dict):
+                self.merge(value, source, section, dotted + ".", into[key])
             else:
                 into[key] = value
             for sub in _dotted_keys(value, dotted) if isinstance(value, dict) else [dotted]:
@@ -78,6 +81,13 @@ class _Sources:
         return "the defaults"
 
 
+def _section(cls: type | None, key: str) -> type | None:
+    """The Config subclass declared for `cls.key`, or None when `key` is a plain setting (or unknown)."""
+    field = getattr(cls, "model_fields", {}).get(key)
+    ann = field.annotation if field is not None else None
+    return ann if isinstance(ann, type) and issubclass(ann, Config) else None
+
+
 def _dotted_keys(tree: dict, prefix: str) -> list[str]:
     keys = [prefix]
     for key, value in tree.items():
@@ -86,7 +96,7 @@ def _dotted_keys(tree: dict, prefix: str) -> list[str]:
     return keys
 
 
-def _read_yaml(path: Path, sources: _Sources, seen: tuple[Path, ...] = ()) -> None:
+def _read_yaml(path: Path, sources: _Sources, cls: type, seen: tuple[Path, ...] = ()) -> None:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: 'base' includes itself through {' -> '.join(map(str, seen))}")
@@ -100,8 +110,8 @@ def _read_yaml(path: Path, sources: _Sources, seen: tuple[Path, ...] = ()) -> No
         raise ConfigError(f"{path}: a config file must hold a mapping of settings, not {type(tree).__name__}")
     bases = tree.pop("base", [])
     for base in [bases] if isinstance(bases, str) else bases:
-        _read_yaml(path.parent / base, sources, seen + (path,))
-    sources.merge(tree, str(path))
+        _read_yaml(path.parent / base, sources, cls, seen + (path,))
+    sources.merge(tree, str(path), cls)
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> dict:
@@ -166,9 +176,9 @@ def load(cls: type[C], files: list[str | Path] = (), overrides: dict[str, Any] |
     """Builds `cls` from its defaults, then each YAML file in order, then {dotted key: value} overrides."""
     sources = _Sources()
     for f in files:
-        _read_yaml(Path(f), sources)
+        _read_yaml(Path(f), sources, cls)
     for dotted, value in (overrides or {}).items():
-        sources.merge(_set_dotted({}, dotted, value), CLI)
+        sources.merge(_set_dotted({}, dotted, value), CLI, cls)
     try:
         return cls.model_validate(sources.data)
     except ValidationError as e:

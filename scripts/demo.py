@@ -51,13 +51,16 @@ class Scale(Config):
     """toy GenEval prompts (4 images each)"""
     sample_steps: int = 20
     """sampler steps at evaluation"""
+    keep_looping_captions: bool = False
+    """keep captions the recaption job flags as repetition loops (still counted); the smoke captioner, trained for
+    seconds, writes nothing else, and arm B needs some captions to run"""
 
 
 SCALES = {
     "full": Scale(),
     "smoke": Scale(
         captioner_samples=64, captioner_steps=30, heldout_samples=8, t2i_samples=64, t2i_steps=4, geneval_prompts=6,
-        sample_steps=2,
+        sample_steps=2, keep_looping_captions=True,
     ),
 }
 
@@ -164,7 +167,7 @@ def stages(cfg: DemoConfig, scale: Scale, root: Path) -> list[Stage]:
             "-m", "recaption", "run", "--config", "configs/recaption/toy.yaml",
             "--model.path", str(root / "captioner" / "final"), "--tasks=[detailed, short]",
             "--input", str(w / "t2i" / f"{{00000..{n_shards - 1:05d}}}.tar"), "--output", str(root / "recaption"),
-            "--progress=false", *wandb,
+            "--progress=false", f"--repetition.keep={str(scale.keep_looping_captions).lower()}", *wandb,
         ) for rank in range(cfg.workers)}, [root / "recaption" / f"{p.stem}.stats.json" for p in t2i_shards],
             parallel=True, ranks=True),
         Stage("autoencoder", {"train": py(
@@ -174,7 +177,7 @@ def stages(cfg: DemoConfig, scale: Scale, root: Path) -> list[Stage]:
     ]
     captions = {
         "A": ["--data.caption.source=txt"],
-        "B": ["--data.caption.source=sidecar", f"--data.caption.sidecar_dir={root / 'recaption'}",
+        "B": ["--data.caption.source=sidecar", f"--data.caption.sidecar_dir={root / 'recaption'}", "--data.caption.field=null",
               "--data.caption.weights={detailed: 0.5, short: 0.5}"],
         "C": ["--data.caption.source=member", "--data.caption.member=json", "--data.caption.field=captions",
               "--data.caption.weights={detailed: 0.5, short: 0.5}"],

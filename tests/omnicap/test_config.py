@@ -82,3 +82,16 @@ def test_help_lists_docs_and_dump_roundtrips(tmp_path, capsys):
     assert "--optim.lr=0.0001  peak learning rate" in text
     f = write(tmp_path, "full.yaml", dump(parse(Train, ["--steps=9"])))
     assert load(Train, [f]).steps == 9
+
+
+def test_dict_settings_are_replaced_sections_are_merged(tmp_path):
+    class Caption(Config):
+        weights: dict[str, float] = {}
+        dropout: float = 0.1
+
+    class Data(Config):
+        caption: Caption = Caption()
+
+    f = write(tmp_path, "d.yaml", "caption:\n  weights: {short: 0.4, tags: 0.1}\n  dropout: 0.2\n")
+    cfg = parse(Data, ["--config", f, "--caption.weights={detailed: 0.5}"])
+    assert cfg.caption.weights == {"detailed": 0.5} and cfg.caption.dropout == 0.2
