@@ -39,7 +39,7 @@ class Scale(Config):
 
     captioner_samples: int = 3000
     """toy-world images (all kinds) the captioner is trained on"""
-    captioner_steps: int = 600
+    captioner_steps: int = 400
     """captioner optimizer steps"""
     heldout_samples: int = 100
     """held-out toy-world images for captioner accuracy"""
