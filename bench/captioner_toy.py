@@ -16,7 +16,7 @@ import tarfile
 import time
 from pathlib import Path
 
-# bench/ holds other scripts named like packages (bench/toyworld.py): keep this folder off the import path.
+# keep bench/ off the import path so a script here can never shadow a package of the project
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from omnicap.config import Config, load, parse  # noqa: E402

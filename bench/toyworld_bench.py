@@ -1,7 +1,7 @@
 """Toy-world numbers for README: generation speed and detector accuracy on rendered ground truth.
 
-    .venv/bin/python bench/toyworld.py                      # full: 2000 images per size, 500 scenes per setting
-    .venv/bin/python bench/toyworld.py --images 200 --scenes 100   # quick
+    .venv/bin/python bench/toyworld_bench.py                      # full: 2000 images per size, 500 scenes per setting
+    .venv/bin/python bench/toyworld_bench.py --images 200 --scenes 100   # quick
 
 Speed: one process, the whole `make` path (draw, render, captions, PNG encoding, tar writing) of the default kind
 mix, images/s at each size. Accuracy: toyworld.metrics.benchmark on fresh scenes (seed 1000), clean, perturbed
@@ -12,13 +12,8 @@ perturbed (blur 1.5, noise 10, cast 20).
 from __future__ import annotations
 
 import json
-import os
-import sys
 import tempfile
 import time
-
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # run as a script: this file (bench/toyworld.py) would shadow the toyworld package
 
 from omnicap.config import Config, parse  # noqa: E402
 from toyworld.alttext import AltTextNoise  # noqa: E402
@@ -53,7 +48,7 @@ def images_per_s(n: int, size: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse(BenchConfig, argv, prog="python bench/toyworld.py")
+    cfg = parse(BenchConfig, argv, prog="python bench/toyworld_bench.py")
     results: dict = {"images_per_s": {}, "detector": {}}
     print("| size | images/s (1 process) |\n|---|---|")
     for size in cfg.speed_sizes:
