@@ -24,13 +24,11 @@ import json
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path; keep it from shadowing packages.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from recaption_bench import make_images, write_shards  # noqa: E402  (bench/ is this script's folder)
 
 # torch, numpy, PIL and the packages are imported inside the functions: the job's decode workers are spawned
 # processes that import this main module again, and should not pay for torch on their way up.
@@ -61,33 +59,6 @@ def build_captioner(args):
     model = model.to(device=args.device, dtype=torch.bfloat16)
     return Captioner(model, load_processor(family_of(model)), source="qwen2-vl-2b-random",
                      weights_id="random-seed0", min_pixels=pixels // 4, max_pixels=pixels)
-
-
-def make_jpegs(n: int, side: int) -> list[bytes]:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        blocks = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(np.kron(blocks, np.ones((side // 8, side // 8, 1), dtype=np.uint8))).save(buf, "JPEG")
-        out.append(buf.getvalue())
-    return out
-
-
-def write_shards(folder: Path, images: list[bytes], per_shard: int) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
-    count = 0
-    for start in range(0, len(images), per_shard):
-        with tarfile.open(folder / f"{count:05d}.tar", "w") as tf:
-            for i, data in enumerate(images[start:start + per_shard], start):
-                info = tarfile.TarInfo(f"{i:09d}.jpg")
-                info.size = len(data)
-                tf.addfile(info, io.BytesIO(data))
-        count += 1
-    return f"{folder}/{{00000..{count - 1:05d}}}.tar"
 
 
 def sync(device: str) -> None:
@@ -160,7 +131,7 @@ def main(argv=None) -> dict:
     build_s = time.perf_counter() - t0
     work = Path(tempfile.mkdtemp(prefix="gpu-recaption-"))
     try:
-        jpegs = make_jpegs(max(args.job_images, args.loop_images), args.side)
+        jpegs = make_images(max(args.job_images, args.loop_images), args.side)
         files = []
         for i, data in enumerate(jpegs[: args.loop_images]):
             files.append(work / f"{i:05d}.jpg")

@@ -1,7 +1,7 @@
 """CPU benchmark: the recaption job's throughput against a bare batched generate loop, same model, same images.
 
-    .venv/bin/python bench/recaption.py                 # ~3 min on 2 idle CPU cores
-    .venv/bin/python bench/recaption.py --images 32 --new_tokens 16 --rounds 1     # quicker
+    .venv/bin/python bench/recaption_bench.py                 # ~3 min on 2 idle CPU cores
+    .venv/bin/python bench/recaption_bench.py --images 32 --new_tokens 16 --rounds 1     # quicker
 
 The model is a randomly initialised Qwen2-VL built by `captioner.models` at a size where generation dominates the
 time, as it does on a GPU (hidden 512, 6 layers, 175M parameters with the real Qwen2 vocabulary, untied output
@@ -31,9 +31,6 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path and its name would hide the `recaption` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 # torch, transformers and the packages are imported inside the functions: the job's decode workers are spawned
 # processes, which import the main module again (`python -m recaption run`'s main module is tiny, this one must be).
