@@ -214,6 +214,18 @@ def sample_grid(eval_dir: Path, out: Path, n: int = 8) -> None:
     grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(out)
 
 
+def captioner_table(acc: dict) -> list[str]:
+    """bench/captioner_toy.py's JSON as Markdown: metrics per task type, then two example captions per task."""
+    metrics = ["object_precision", "object_recall", "objects_exact", "count_acc", "shape_recall", "color_acc"]
+    lines = ["| task | images | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for task, r in acc["after"].items():
+        lines.append(f"| {task} | {r['n']} | " + " | ".join(fmt(r.get(m)) for m in metrics) + " |")
+    for task, r in acc["after"].items():
+        lines += [f"- {task}: truth “{ex['truth']}” → caption “{ex['caption']}”" for ex in r.get("examples", [])[:2]]
+    return lines
+
+
 def report(cfg: DemoConfig, scale: Scale, root: Path, seconds: dict[str, float]) -> str:
     """report.md: toy GenEval per tag for A/B/C (+ ground-truth renders), captioner accuracy, timings, sample grids."""
     rows = {arm: json.loads((root / "eval" / arm / "summary.json").read_text()) for arm in [*ARMS, "render"]}
@@ -230,8 +242,7 @@ def report(cfg: DemoConfig, scale: Scale, root: Path, seconds: dict[str, float])
         lines.append(f"| {arm}: {names[arm]} | {r['overall']:.3f} | " + " | ".join(f"{r['tags'][t]:.3f}" for t in tags) + " |")
     acc_path = root / "captioner_accuracy.json"
     if acc_path.is_file():
-        lines += ["", "## Captioner accuracy on held-out scenes", "", "```", json.dumps(
-            json.loads(acc_path.read_text()), indent=1)[:3000], "```"]
+        lines += ["", "## Captioner accuracy on held-out scenes", "", *captioner_table(json.loads(acc_path.read_text()))]
     lines += ["", "## Sample grids (first image of the first 8 prompts)", ""]
     for arm in rows:
         grid = root / f"samples_{arm}.png"
