@@ -70,7 +70,6 @@ class _Sources:
                 into[key] = value
             for sub in _dotted_keys(value, dotted) if isinstance(value, dict) else [dotted]:
                 self.origin[sub] = source
-            self.origin.setdefault(dotted, source)
 
     def where(self, dotted: str) -> str:
         parts = dotted.split(".")
