@@ -37,6 +37,7 @@ from captioner.processor import set_pixel_bounds
 from captioner.tasks import TaskSpec, with_extra
 from omnicap.config import Config, dump, parse
 from omnicap.files import write_json
+from omnicap.guards import stop_if_not_finite
 from omnicap.tracking import WandbConfig, init_wandb
 
 
@@ -300,6 +301,9 @@ def mixed_precision(choice: str) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
+NAN_ADVICE = "lower optim.lr (and merger_lr/vision_lr), raise optim.warmup_ratio, or train in full precision"
+
+
 def run(cfg: TrainConfig) -> Path:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -359,9 +363,12 @@ def run(cfg: TrainConfig) -> Path:
                 continue
             with accelerator.accumulate(model):
                 loss, _ = answer_loss(model, lm_head, batch)
+                stop_if_not_finite(accelerator, loss, "loss", state["step"] + 1, NAN_ADVICE)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+                    norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+                    stop_if_not_finite(accelerator, norm, "gradient norm", state["step"] + 1, NAN_ADVICE)
+                    window["grad_norm"] = max(window.get("grad_norm", 0.0), float(norm))
                 optimizer.step()
                 optimizer.zero_grad()
             window["loss"] += float(loss.detach())
@@ -406,12 +413,22 @@ def _log(window: dict, state: dict, total: int, scheduler, log, wandb_run) -> No
     loss = window["loss"] / max(window["n"], 1)
     lrs = {f"lr/{g['name']}": g["lr"] for g in scheduler.optimizer.param_groups}
     tps = window["tokens"] / elapsed
+    norm = window.pop("grad_norm", None)  # the largest pre-clipping gradient norm of the window
+    shown = f" grad_norm_max {norm:.3g}" if norm is not None else ""
     log(
-        f"step {state['step']}/{total} loss {loss:.4f} lr {lrs.get('lr/lm', 0):.2e} tokens/s {tps:.0f}", file=sys.stderr
+        f"step {state['step']}/{total} loss {loss:.4f} lr {lrs.get('lr/lm', 0):.2e}{shown} tokens/s {tps:.0f}",
+        file=sys.stderr,
     )
     if wandb_run is not None:
+        extra = {"grad_norm_max": norm} if norm is not None else {}
         wandb_run.log(
-            {"loss": loss, "tokens_per_s": tps, **lrs, **{f"skipped/{k}": v for k, v in state["skipped"].items()}},
+            {
+                "loss": loss,
+                "tokens_per_s": tps,
+                **lrs,
+                **extra,
+                **{f"skipped/{k}": v for k, v in state["skipped"].items()},
+            },
             step=state["step"],
         )
     window.update(loss=0.0, n=0, tokens=0, t=time.time())

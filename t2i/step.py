@@ -6,13 +6,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from omnicap.guards import stop_if_not_finite
 from t2i import flow
 from t2i.data import Batch
 from t2i.parts import Parts, encode_latents, predict
-
-
-class NonFiniteLoss(FloatingPointError):
-    """The loss became NaN or inf; the run stops without writing a checkpoint."""
 
 
 @dataclass
@@ -62,14 +59,9 @@ def flow_inputs(tr: Trainer, batch: Batch) -> tuple[flow.FlowBatch, torch.Tensor
 
 def check_finite(tr: Trainer, loss: torch.Tensor) -> None:
     """All ranks agree to stop when any rank's loss is NaN or inf."""
-    bad = (~torch.isfinite(loss.detach())).float().reshape(1)
-    if tr.accelerator.num_processes > 1:
-        bad = tr.accelerator.reduce(bad, "max")
-    if bad.item() > 0:
-        raise NonFiniteLoss(
-            f"loss is {loss.item()} at step {tr.step + 1}; stopping without a checkpoint "
-            "(the last good one is kept): lower optim.lr, raise optim.warmup_steps or check the data"
-        )
+    stop_if_not_finite(
+        tr.accelerator, loss, "loss", tr.step + 1, "lower optim.lr, raise optim.warmup_steps or check the data"
+    )
 
 
 def train_step(tr: Trainer, batch: Batch) -> StepResult:

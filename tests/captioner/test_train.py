@@ -71,6 +71,24 @@ def test_resume_reproduces_uninterrupted_run(toy_shards, tmp_path):
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(toy_shards, tmp_path, monkeypatch):
+    import captioner.train as train
+    from omnicap.guards import NonFiniteLoss
+
+    calls = []
+
+    def nan_on_third(model, lm_head, batch):
+        loss, n = answer_loss(model, lm_head, batch)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) == 3 else loss), n
+
+    monkeypatch.setattr(train, "answer_loss", nan_on_third)
+    with pytest.raises(NonFiniteLoss, match="loss is nan at step 3"):
+        run(small_config(tmp_path, toy_shards, **{"train.max_steps": 5, "train.save_every": 1}))
+    assert [p.name for p in checkpoints(tmp_path)] == ["step-0000001", "step-0000002"]
+    assert not (tmp_path / "final").exists()
+
+
 def test_lora_export_is_merged(toy_shards, tmp_path):
     from transformers import Qwen2VLForConditionalGeneration
 

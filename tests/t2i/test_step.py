@@ -1,11 +1,12 @@
 import torch
 from accelerate import Accelerator
 
+from omnicap.guards import NonFiniteLoss
 from t2i.config import FlowConfig, ModelConfig, OptimConfig
 from t2i.data import Batch
 from t2i.optim import make_optimizer, make_schedule, warmup_factor
 from t2i.parts import build_parts
-from t2i.step import NonFiniteLoss, Trainer, train_step
+from t2i.step import Trainer, train_step
 
 
 def _trainer(lr=2e-3, accum=1) -> Trainer:

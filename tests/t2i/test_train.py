@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from omnicap.guards import NonFiniteLoss
 from t2i import checkpoint, train
-from t2i.step import NonFiniteLoss
 
 REPO = Path(__file__).resolve().parents[2]
 DEBUG = str(REPO / "configs" / "t2i" / "debug.yaml")
