@@ -103,14 +103,12 @@ def build_cache(parts, cfg, shard: str, batch: int = 32) -> dict:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
-    from t2i.config import TrainConfig
-
-    cfg = parse(TrainConfig, argv, prog="python -m t2i cache")
+def write_cache(cfg, parts=None) -> tuple[int, float]:
+    """Cache files of every shard that has none yet: (shards written, seconds). `parts` (t2i.parts.Parts) built from
+    cfg.model when not given; the encoders must be those the trainer would build (same model section and seed)."""
     fp = fingerprint(cfg)
-    parts = build_parts(cfg.model, seed=cfg.seed)
-    done = 0
-    t0 = time.perf_counter()
+    parts = parts or build_parts(cfg.model, seed=cfg.seed)
+    done, t0 = 0, time.perf_counter()
     for shard in expand_shards(cfg.data.shards):
         path = cache_path(shard, fp, cfg.data.cache_dir)
         if path.is_file():
@@ -120,7 +118,15 @@ def main(argv: list[str] | None = None) -> int:
             torch.save(table, f)
         done += 1
         print(f"{path}: {len(table) - 2} samples", flush=True)
-    print(f"cache {fp}: {done} shard(s) written in {time.perf_counter() - t0:.1f} s")
+    return done, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from t2i.config import TrainConfig
+
+    cfg = parse(TrainConfig, argv, prog="python -m t2i cache")
+    done, seconds = write_cache(cfg)
+    print(f"cache {fingerprint(cfg)}: {done} shard(s) written in {seconds:.1f} s")
     return 0
 
 

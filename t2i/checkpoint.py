@@ -66,6 +66,15 @@ def save(tr: Trainer, stream: StreamState, out: str | Path, keep: int = 2) -> Pa
     return final
 
 
+def stream_states(path: str | Path) -> list[StreamState]:
+    """The data-stream position of every rank saved in a checkpoint."""
+    states = []
+    for f in sorted(Path(path).glob("train_state_rank*.pt")):
+        state = torch.load(f, map_location="cpu", weights_only=False, mmap=True)  # tensors (EMA) mapped, not read
+        states.append(StreamState.from_dict(state["stream"]))
+    return states
+
+
 def load(tr: Trainer, path: str | Path) -> StreamState:
     """Restores everything `save` wrote into `tr`; returns this rank's data-stream position."""
     acc = tr.accelerator

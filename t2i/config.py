@@ -31,7 +31,13 @@ class ModelConfig(Config):
     gradient_checkpointing: bool = False
     """recompute transformer blocks in the backward pass (less memory, ~30% slower)"""
     compile: bool = False
-    """torch.compile the transformer"""
+    """torch.compile the transformer (checkpoints and the exported pipeline keep the plain module's weight names)"""
+    xformers: bool = False
+    """xformers' memory-efficient attention (t2i.attention) for the softmax attention: PixArt's self- and
+    cross-attention, SANA's cross-attention only (SANA's self-attention is linear attention and keeps its processor;
+    diffusers' enable_xformers_memory_efficient_attention() would make it softmax attention, another model). Needs
+    CUDA and xformers (`pip install .[gpu]`), else stops at startup. torch's default scaled_dot_product_attention
+    already has flash / memory-efficient kernels: measure the gain (not yet run on a GPU)"""
 
 
 class FlowConfig(Config):

@@ -15,6 +15,10 @@ names the shards, the caption source and the skip counts (instead of reading the
 Resume: each batch carries its stream's `role` and `cursor` (raw samples drawn so far). `StreamState` keeps the last
 cursor per role; a new stream discards `cursor` raw samples without decoding them and DataLoader workers are assigned
 roles so the batch order continues where it stopped. Same world size and worker count → identical batches.
+Another world size or worker count (ranks × workers) splits the shards differently, so a saved position cannot be
+continued: every new stream starts the epoch after the latest one any saved stream of any rank trained a sample from
+(`restart_epoch`), at its first shard. The rest of the interrupted epoch is skipped, nothing trained in it is trained
+again before that next epoch, and the next epoch is split over the new streams as usual (each sample once).
 """
 
 from __future__ import annotations
@@ -265,19 +269,36 @@ class Example:
     text: tuple[torch.Tensor, torch.Tensor] | None = None  # cached ([L, D] states, [L] mask)
 
 
-def decode_cached(sample: dict, cfg: DataConfig, epoch: int, table: dict) -> Example:
-    """The sample's latent and chosen caption's states from its shard's embedding cache (t2i.cache)."""
+def attach_cache_entry(sample: dict, table: dict) -> dict:
+    """Stores the sample's entry of its shard's embedding cache table (t2i.cache) in the sample, as `__cache__`
+    (entry None: not in the cache), with what decoding needs from the table (null-caption states, max_length)."""
+    meta = table["__meta__"]
+    sample["__cache__"] = {
+        "entry": table.get(sample["__key__"]),
+        "null": table["__null__"],
+        "max_length": meta["max_length"],
+    }
+    return sample
+
+
+def cache_entry(sample: dict) -> dict:
+    """The sample's attached embedding-cache entry; BadSample when the cache has none."""
+    entry = sample["__cache__"]["entry"]
+    if entry is None:
+        raise BadSample("not in the embedding cache", "it was a bad sample when the cache was written")
+    return entry
+
+
+def decode_cached(sample: dict, cfg: DataConfig, epoch: int) -> Example:
+    """The sample's latent and chosen caption's states from its attached embedding-cache entry."""
     from t2i.cache import full_states
 
-    key = sample["__key__"]
-    if key not in table:
-        raise BadSample("not in the embedding cache", "it was a bad sample when the cache was written")
-    entry = table[key]
+    key, entry, cached = sample["__key__"], cache_entry(sample), sample["__cache__"]
     rng = sample_rng(cfg.seed, epoch, key)
     style, caption = choose_caption(entry["texts"], cfg.caption.weights, rng)
     dropped = rng.random() < cfg.caption.dropout
-    states = table["__null__"] if dropped else entry["states"][style]
-    text = full_states(states, table["__meta__"]["max_length"])
+    states = cached["null"] if dropped else entry["states"][style]
+    text = full_states(states, cached["max_length"])  # [L, D], [L]
     return Example(None, "" if dropped else caption, style, dropped, key, entry["latent"], text)
 
 
@@ -305,7 +326,7 @@ class Batch:
     styles: list[str]
     role: int  # which stream (rank-local worker role) produced it
     cursor: int  # raw samples that stream had drawn after this batch
-    epoch: int
+    epoch: int  # the latest epoch among its samples
     skipped: dict[str, int]  # bad samples skipped while building it, by reason (t2i.data.skip_reason)
     latents: torch.Tensor | None = None  # [B, C, h, w] from the embedding cache
     text_embeds: torch.Tensor | None = None  # [B, L, D] from the embedding cache (dropout applied)
@@ -337,22 +358,36 @@ class StreamState:
     num_roles: int = 1
     batches: int = 0  # batches this rank consumed
     cursors: dict[int, int] = field(default_factory=dict)  # role -> raw samples drawn
-    epochs: dict[int, int] = field(default_factory=dict)  # role -> epoch of its last batch
+    epochs: dict[int, int] = field(default_factory=dict)  # role -> latest epoch it trained a sample from
+    first_epoch: int = 0  # epoch the streams started at (0, or where a change of ranks × workers restarted them)
+    restart_at: int | None = None  # not saved: the epoch all ranks agree to restart at (`restart_epoch` over every
+    # rank's saved state, set by t2i/train.py) when ranks × workers changed; None = from this state alone
 
     def update(self, batch: Batch) -> None:
         self.batches += 1
         self.cursors[batch.role] = batch.cursor
-        self.epochs[batch.role] = batch.epoch
+        self.epochs[batch.role] = max(self.epochs.get(batch.role, batch.epoch), batch.epoch)
 
     def to_dict(self) -> dict:
         return {"world_size": self.world_size, "num_roles": self.num_roles, "batches": self.batches,
                 "cursors": {str(k): v for k, v in self.cursors.items()},
-                "epochs": {str(k): v for k, v in self.epochs.items()}}  # fmt: skip
+                "epochs": {str(k): v for k, v in self.epochs.items()}, "first_epoch": self.first_epoch}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict) -> StreamState:
         return cls(d["world_size"], d["num_roles"], d["batches"], {int(k): v for k, v in d["cursors"].items()},
-                   {int(k): v for k, v in d.get("epochs", {}).items()})  # fmt: skip
+                   {int(k): v for k, v in d.get("epochs", {}).items()}, d.get("first_epoch", 0))  # fmt: skip
+
+
+def num_roles(cfg: DataConfig) -> int:
+    """Streams per rank: one per DataLoader worker (one without workers)."""
+    return max(1, cfg.num_workers)
+
+
+def restart_epoch(states: list[StreamState]) -> int:
+    """Where streams restart after a change of ranks × workers: the epoch after the latest one any of the saved
+    streams (all ranks' states) trained a sample from; 0 when none trained any."""
+    return 1 + max((e for s in states for e in s.epochs.values()), default=-1)
 
 
 class ShardStream(torch.utils.data.IterableDataset):
@@ -366,24 +401,33 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.cache_fingerprint = cache_fingerprint
         self.shards = expand_shards(cfg.shards)
-        self.num_roles = max(1, cfg.num_workers)
+        self.num_roles = num_roles(cfg)
         if len(self.shards) < world_size * self.num_roles:
             raise ValueError(
                 f"data.shards: {len(self.shards)} shard(s) cannot feed {world_size} rank(s) x {self.num_roles} "
                 "stream(s); write more shards or lower data.num_workers"
             )
         self.start = StreamState(world_size, self.num_roles)
-        if resume is not None:
-            if (resume.world_size, resume.num_roles) == (world_size, self.num_roles):
-                self.start = resume
-            else:
-                log.warning(
-                    "data: checkpoint streams were %d rank(s) x %d worker(s), now %d x %d: starting new streams at "
-                    "epoch %d (the unfinished epoch is not replayed)", resume.world_size, resume.num_roles,
-                    world_size, self.num_roles, max(resume.epochs.values(), default=0) + 1,
-                )  # fmt: skip
-                self.start.epochs = {r: max(resume.epochs.values(), default=0) + 1 for r in range(self.num_roles)}
-                self.start.cursors = {}
+        if resume is not None and (resume.world_size, resume.num_roles) == (world_size, self.num_roles):
+            self.start = resume
+        elif resume is not None:
+            self.start.first_epoch = self.restart(resume)
+
+    def restart(self, resume: StreamState) -> int:
+        """The epoch new streams start at when the saved streams were laid out over other ranks × workers."""
+        epoch = resume.restart_at if resume.restart_at is not None else restart_epoch([resume])
+        skipped = (
+            f"epoch {epoch - 1}, the latest any saved stream trained samples from, is not continued: its unread rest "
+            f"is skipped and nothing trained in it is repeated before epoch {epoch}"
+            if epoch
+            else "no saved stream had trained a sample"
+        )
+        log.warning(
+            "data: the checkpoint's streams were %d rank(s) x %d worker(s), now %d x %d, so the saved position cannot "
+            "be continued: every stream starts epoch %d at its first shard; %s",
+            resume.world_size, resume.num_roles, self.world_size, self.num_roles, epoch, skipped,
+        )  # fmt: skip
+        return epoch
 
     def role_of(self, worker: int) -> int:
         """Worker w plays role (w + batches consumed) mod roles, so batches continue in their old order."""
@@ -394,9 +438,13 @@ class ShardStream(torch.utils.data.IterableDataset):
         stream = self.rank * self.num_roles + role
         return shard_order(self.shards, self.cfg.seed, epoch)[stream :: self.world_size * self.num_roles]
 
-    def raw_samples(self, role: int, first_epoch: int, pass_sizes: dict[int, int]) -> Iterator[tuple[int, dict]]:
+    def raw_samples(
+        self, role: int, first_epoch: int, pass_sizes: dict[int, int], cache=None
+    ) -> Iterator[tuple[int, dict]]:
         """(epoch, raw sample) forever, through the shuffle buffer; `pass_sizes[epoch]` is set to the number of raw
-        samples of an epoch once all its shards are read."""
+        samples of an epoch once all its shards are read. With the embedding cache (a t2i.cache.CacheReader) each
+        sample gets its cache entry here, in shard order, so every cache file is loaded once per pass however the
+        shuffle buffer interleaves the shards' samples."""
         stream = self.rank * self.num_roles + role
         buffer: list[tuple[int, dict]] = []
         rng = random.Random(f"{self.cfg.seed}/buffer/{stream}/{first_epoch}")
@@ -404,8 +452,11 @@ class ShardStream(torch.utils.data.IterableDataset):
         while True:
             shards, n = self.stream_shards(role, epoch), 0
             for shard in shards:
+                table = cache.get(shard) if cache is not None else None
                 for sample in read_tar(shard):
                     n += 1
+                    if table is not None:
+                        attach_cache_entry(sample, table)
                     buffer.append((epoch, sample))
                     if len(buffer) > self.cfg.shuffle_buffer:
                         yield buffer.pop(rng.randrange(len(buffer)))
@@ -432,10 +483,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         """Admission of one raw sample, cheap (image header, caption presence, cache entry): its bucket (h, w), or
         an exception for a bad sample. Pixels are decoded only when its batch is complete."""
         if cache is not None:
-            table = cache.get(sample["__shard__"])
-            if sample["__key__"] not in table:
-                raise BadSample("not in the embedding cache", "it was a bad sample when the cache was written")
-            latent = table[sample["__key__"]]["latent"]  # [C, h, w]
+            latent = cache_entry(sample)["latent"]  # [C, h, w]
             return tuple(latent.shape[1:])
         ext = next((e for e in IMAGE_EXTS if e in sample), None)
         if ext is None:
@@ -455,7 +503,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         for epoch, sample in pending:
             try:
                 if cache is not None:
-                    examples.append(decode_cached(sample, self.cfg, epoch, cache.get(sample["__shard__"])))
+                    examples.append(decode_cached(sample, self.cfg, epoch))
                 else:
                     examples.append(decode(sample, self.cfg, epoch, self.sidecars, size))
             except Exception as e:  # noqa: BLE001 - a bad sample is counted, never fatal
@@ -470,7 +518,6 @@ class ShardStream(torch.utils.data.IterableDataset):
         role = self.role_of(info.id if info else 0)
         resume_at = self.start.cursors.get(role, 0)
         tally = PassTally()
-        raw = self.raw_samples(role, self.start.epochs.get(role, 0) if not self.start.cursors else 0, tally.sizes)
         self.sidecars = SidecarCache(self.cfg.caption)
         self.table = ratio_table(self.cfg.resolution, self.cfg.bucket_multiple)
         cache = None
@@ -478,6 +525,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             from t2i.cache import CacheReader
 
             cache = CacheReader(self.cache_fingerprint, self.cfg.cache_dir)
+        raw = self.raw_samples(role, self.start.first_epoch, tally.sizes, cache)
         buckets: dict[tuple[int, int], list[tuple[int, dict]]] = {}
         cursor, skipped = 0, Counter()  # skipped: reason -> bad samples since the last batch
         for epoch, sample in raw:
@@ -503,8 +551,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                 continue
             examples, bad = self.materialize(pending, size, cache)
             skipped.update(bad)
-            if examples:
-                yield collate(examples, role, cursor, epoch, dict(skipped), size)
+            if examples:  # a batch's epoch: its latest sample's (the shuffle buffer mixes epochs at their boundary)
+                yield collate(examples, role, cursor, max(e for e, _ in pending), dict(skipped), size)
             skipped = Counter()
 
 

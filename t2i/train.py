@@ -23,9 +23,10 @@ from accelerate.utils import set_seed
 from omnicap.config import dump, parse
 from omnicap.tracking import init_wandb
 from t2i import checkpoint
+from t2i.attention import require_xformers, use_xformers
 from t2i.cache import fingerprint as cache_fingerprint
 from t2i.config import TrainConfig
-from t2i.data import ShardStream, StreamState, make_loader
+from t2i.data import ShardStream, StreamState, make_loader, num_roles, restart_epoch
 from t2i.ema import EMA
 from t2i.logbook import Logbook
 from t2i.lora import add_lora, merged_copy, save_adapter
@@ -97,6 +98,8 @@ def synthetic_shards(cfg: TrainConfig, acc: Accelerator) -> TrainConfig:
 
 
 def build_trainer(cfg: TrainConfig, acc: Accelerator) -> Trainer:
+    if cfg.model.xformers:
+        require_xformers()  # before any weights are loaded
     parts = build_parts(cfg.model, seed=cfg.seed, encoder_dtype=DTYPES[cfg.mixed_precision])
     if not cfg.data.use_cache:  # with the cache the encoders only serve validation/export, from the CPU
         parts.vae.to(acc.device)
@@ -106,6 +109,8 @@ def build_trainer(cfg: TrainConfig, acc: Accelerator) -> Trainer:
         add_lora(transformer, cfg.lora)
     if cfg.model.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
+    if cfg.model.xformers:
+        use_xformers(transformer)
     optimizer = make_optimizer(transformer.parameters(), cfg.optim)
     model, optimizer = acc.prepare(transformer, optimizer)
     if cfg.model.compile:
@@ -125,6 +130,8 @@ def resume_if_asked(tr: Trainer, cfg: TrainConfig) -> StreamState | None:
     if last is None:
         return None
     state = checkpoint.load(tr, last)
+    if (state.world_size, state.num_roles) != (tr.accelerator.num_processes, num_roles(cfg.data)):
+        state.restart_at = restart_epoch(checkpoint.stream_states(last))  # every rank restarts at the same epoch
     tr.accelerator.print(f"resumed from {last} at step {tr.step}")
     return state
 

@@ -62,3 +62,18 @@ def test_missing_cache_is_a_clear_error(tmp_path, shards):
 
         CacheReader("0123456789ab", None).get(str(tmp_path / "shards" / "00000.tar"))
     assert cfg.data.use_cache is False
+
+
+def test_each_cache_file_loads_once_per_pass_although_the_shuffle_buffer_mixes_shards(tmp_path, monkeypatch):
+    """A shuffle buffer larger than a shard interleaves the samples of several shards; the stream must not reload a
+    shard's cache file per sample (it did: on the toy config, steps from the cache were 50x slower than live)."""
+    write_shards(tmp_path / "shards", 16, shard_size=4, size=32)
+    argv = ["--config", str(DEBUG), "--data.synthetic", "0", "--data.shards", str(tmp_path / "shards" / "*.tar"),
+            "--data.shuffle_buffer", "6"]  # fmt: skip
+    assert cache.main(argv) == 0
+    cfg = load(TrainConfig, [DEBUG], {"data.synthetic": 0, "data.shards": [argv[5]], "data.shuffle_buffer": 6})
+    loads, real_load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(Path(f).name) or real_load(f, *a, **k))
+    batches = iter(make_loader(ShardStream(cfg.data, cache_fingerprint=cache.fingerprint(cfg))))
+    keys = [k for _ in range(3) for k in next(batches).keys]  # 12 samples out, 18 read: 4 shards + 1 of epoch 1
+    assert len(set(keys)) == 12 and len(loads) == 5, loads

@@ -16,6 +16,7 @@ from t2i.data import (
     choose_caption,
     expand_shards,
     make_loader,
+    restart_epoch,
     to_tensor,
 )
 from t2i.synthetic import write_shards
@@ -190,3 +191,54 @@ def test_no_usable_sample_error_reaches_the_training_loop(tmp_path):
                      caption=CaptionConfig(source="txt", dropout=0))  # fmt: skip
     with pytest.raises(NoUsableSamples, match=r"a\.tar.*caption source txt.*no caption member: 1"):
         next(iter(make_loader(ShardStream(cfg))))
+
+
+def _epoch_from(cfg, world_size: int, resume: StreamState) -> list[list]:
+    """Each new rank's batches until one pass of the new layout is done (batch_size divides every stream's samples)."""
+    out = []
+    for rank in range(world_size):
+        stream = ShardStream(cfg, rank, world_size, resume=resume)
+        per_pass = len(stream.stream_shards(0, stream.start.first_epoch)) * 6 // cfg.batch_size  # 6 samples a shard
+        out.append(_batches(cfg, per_pass, rank=rank, world_size=world_size, resume=resume))
+    return out
+
+
+@pytest.mark.parametrize("new_world", [1, 3])
+def test_resume_with_another_world_size_restarts_at_the_next_epoch(tmp_path, new_world, caplog):
+    """Saved by 2 ranks (rank 0 into epoch 1, rank 1 still in epoch 0), resumed by 1 or 3: every new stream starts
+    epoch 2 at its first shard, the epoch after the latest any saved stream trained from (so nothing trained in
+    epochs 0-1 is repeated before it); epoch 2 is split over the new ranks with every sample exactly once; and a
+    checkpoint taken after the restart resumes exactly."""
+    write_shards(tmp_path, 48, shard_size=6, size=8)  # 8 shards
+    cfg = DataConfig(shards=[str(tmp_path / "*.tar")], resolution=8, batch_size=3, shuffle_buffer=0,
+                     caption=CaptionConfig(dropout=0))  # fmt: skip
+    saved = []
+    for rank, n in ((0, 10), (1, 5)):  # one epoch of a rank: 4 shards, 24 samples, 8 batches
+        state = StreamState(2, 1)
+        for b in _batches(cfg, n, rank=rank, world_size=2):
+            state.update(b)
+        saved.append(StreamState.from_dict(json.loads(json.dumps(state.to_dict()))))
+    assert [s.epochs for s in saved] == [{0: 1}, {0: 0}] and restart_epoch(saved) == 2
+
+    resume = StreamState.from_dict(saved[0].to_dict())
+    resume.restart_at = restart_epoch(saved)  # as t2i/train.py sets it from every rank's file
+    with caplog.at_level("WARNING", logger="t2i.data"):
+        ranks = _epoch_from(cfg, new_world, resume)
+    assert "were 2 rank(s) x 1 worker(s), now" in caplog.text and "starts epoch 2 at its first shard" in caplog.text
+    assert "epoch 1, the latest any saved stream trained samples from, is not continued" in caplog.text
+    assert {b.epoch for batches in ranks for b in batches} == {2}
+    keys = [k for batches in ranks for b in batches for k in b.keys]
+    assert len(keys) == len(set(keys)) == 48
+
+    # a checkpoint written after the restart continues exactly where it stopped (same layout; across epochs 2-3)
+    full = _batches(cfg, 9, world_size=new_world, resume=resume)
+    stream = ShardStream(cfg, 0, new_world, resume=resume)
+    position = StreamState.from_dict(stream.start.to_dict())
+    for b in full[:5]:
+        position.update(b)
+    again = _batches(cfg, 4, world_size=new_world, resume=StreamState.from_dict(position.to_dict()))
+    assert [(b.keys, b.epoch) for b in again] == [(b.keys, b.epoch) for b in full[5:]]
+
+
+def test_restart_epoch_without_training_starts_at_zero():
+    assert restart_epoch([StreamState(2, 1), StreamState(2, 1)]) == 0
