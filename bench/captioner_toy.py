@@ -5,7 +5,9 @@
 
 "before" rebuilds the run's starting model from its saved config.yaml (same seed, so the same weights); "after" is
 `RUN/final`, or the latest checkpoint when the run has not finished. Each held-out scene is captioned greedily with
-every task type in --tasks and scored by parsing the caption back into objects (captioner.toy_accuracy).
+every task type in --tasks and scored by parsing the caption back into objects (captioner.toy_accuracy). The
+"image-blind reference" scores each scene against another scene's true caption: a captioner that beats it reads the
+image.
 """
 
 from __future__ import annotations
@@ -116,13 +118,28 @@ def evaluate(cap, samples: list[tuple], tasks: list[str], batch_size: int) -> di
     return out
 
 
-def table(before: dict, after: dict) -> str:
-    rows = ["| task | metric | before | after |", "|---|---|---|---|"]
+def blind(samples: list[tuple], tasks: list[str]) -> dict:
+    """The image-blind reference: each scene scored against the true caption of the next held-out scene, i.e. what a
+    captioner with a perfect caption prior that ignores the image would score. Beating it means reading the image."""
+    from captioner.toy_accuracy import score_caption, summarize
+
+    n = len(samples)
+    return {
+        task: summarize([
+            score_caption(samples[(i + 1) % n][1]["captions"][task], truth["scene"], detailed=task == "detailed")
+            for i, (_, truth) in enumerate(samples)
+        ])
+        for task in tasks
+    }  # fmt: skip
+
+
+def table(before: dict, after: dict, blind: dict) -> str:
+    rows = ["| task | metric | before | image-blind reference | after |", "|---|---|---|---|---|"]
     for task in after:
         for metric, value in after[task].items():
             if metric in ("n", "seconds", "examples") or value is None:
                 continue
-            rows.append(f"| {task} | {metric} | {before[task].get(metric)} | {value} |")
+            rows.append(f"| {task} | {metric} | {before[task].get(metric)} | {blind[task].get(metric)} | {value} |")
     return "\n".join(rows)
 
 
@@ -136,10 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     result["after"] = evaluate(after, samples, cfg.tasks, cfg.batch_size)
     skipped = {task: {} for task in cfg.tasks}
     result["before"] = evaluate(before, samples, cfg.tasks, cfg.batch_size) if cfg.before else skipped
+    result["blind"] = blind(samples, cfg.tasks)
     stats = Path(cfg.run) / "stats.json"
     if stats.is_file():
         result["training"] = json.loads(stats.read_text())
-    print(table(result["before"], result["after"]))
+    print(table(result["before"], result["after"], result["blind"]))
     for task, res in result["after"].items():
         for ex in res["examples"][:2]:
             print(f"\n[{task}] truth:   {ex['truth']}\n[{task}] caption: {ex['caption']}", file=sys.stderr)
