@@ -339,6 +339,32 @@ def captioner_table(acc: dict) -> list[str]:
     return lines
 
 
+def training_caption_accuracy(root: Path) -> dict[str, dict]:
+    """How right the captions each arm trains on are: every scene of the text-to-image corpus scored against its
+    ground truth (captioner.toy_accuracy), A's alt-text and B's recaptioned captions (C's are the truth itself)."""
+    import tarfile
+
+    from captioner.toy_accuracy import score_caption, summarize
+
+    recaptioned = {}
+    for sidecar in (root / "recaption").glob("*.omnicap.json"):
+        recaptioned.update(json.loads(sidecar.read_text()))
+    scores: dict[str, list] = {"A": [], "B": [], "C": []}
+    for shard in sorted((root / "world" / "t2i").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                if not member.name.endswith(".json"):
+                    continue
+                sample = json.loads(tar.extractfile(member).read())
+                scene = sample["scene"]
+                scores["A"].append(score_caption(sample["alt_text"], scene))
+                scores["C"].append(score_caption(sample["captions"][STYLE], scene))
+                caption = recaptioned.get(member.name[: -len(".json")], {}).get(STYLE)
+                if caption is not None:  # samples the recaption job skipped train B on nothing
+                    scores["B"].append(score_caption(caption, scene))
+    return {arm: summarize(s) | {"n": len(s)} for arm, s in scores.items() if s}
+
+
 def report(cfg: DemoConfig, scale: Scale, root: Path, seconds: dict[str, float], wall: float) -> str:
     """report.md: toy GenEval per tag for A/B/C (+ ground-truth renders), captioner accuracy, timings, sample grids."""
     rows = {arm: json.loads((root / "eval" / arm / "summary.json").read_text()) for arm in [*ARMS, "render"]}
@@ -358,6 +384,12 @@ def report(cfg: DemoConfig, scale: Scale, root: Path, seconds: dict[str, float],
         lines.append(
             f"| {arm}: {names[arm]} | {r['overall']:.3f} | " + " | ".join(f"{r['tags'][t]:.3f}" for t in tags) + " |"
         )
+    metrics = ["object_recall", "count_acc", "shape_recall", "color_acc"]
+    lines += ["", "## How right the training captions are (text-to-image corpus, scored against ground truth)", "",
+              "| captions | samples | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
+    for arm, r in training_caption_accuracy(root).items():
+        lines.append(f"| {arm}: {names[arm]} | {r['n']} | " + " | ".join(
+            "–" if r.get(m) is None else f"{r[m]:.3f}" for m in metrics) + " |")
     acc_path = root / "captioner_accuracy.json"
     if acc_path.is_file():
         lines += [
