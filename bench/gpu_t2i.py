@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from diffusers import SanaTransformer2DModel
 
 from t2i import flow
 from t2i.models import from_config, init_sana_from_scratch
@@ -75,7 +76,7 @@ def build_encoders(configs: Path, device: torch.device, tiny: bool = False):
 def run(batch: int, steps: int, warmup: int, checkpointing: bool, device: torch.device, *, compile: bool = False,
         encoders=None, name: str = "") -> dict:  # fmt: skip
     torch.manual_seed(0)
-    model = __import__("diffusers").SanaTransformer2DModel(**SANA_600M).to(device)
+    model = SanaTransformer2DModel(**SANA_600M).to(device)
     init_sana_from_scratch(model)
     if checkpointing:
         model.enable_gradient_checkpointing()

@@ -363,12 +363,13 @@ def run(cfg: TrainConfig) -> Path:
                 continue
             with accelerator.accumulate(model):
                 loss, _ = answer_loss(model, lm_head, batch)
-                stop_if_not_finite(accelerator, loss, "loss", state["step"] + 1, NAN_ADVICE)
                 accelerator.backward(loss)
+                checked = {"loss": loss}
                 if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
-                    norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
-                    stop_if_not_finite(accelerator, norm, "gradient norm", state["step"] + 1, NAN_ADVICE)
-                    window["grad_norm"] = max(window.get("grad_norm", 0.0), float(norm))
+                    checked["gradient norm"] = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+                stop_if_not_finite(accelerator, checked, state["step"] + 1, NAN_ADVICE)  # before the weights change
+                if "gradient norm" in checked:
+                    window["grad_norm"] = max(window.get("grad_norm", 0.0), float(checked["gradient norm"]))
                 optimizer.step()
                 optimizer.zero_grad()
             window["loss"] += float(loss.detach())

@@ -9,15 +9,17 @@ class NonFiniteLoss(FloatingPointError):
     """The loss (or gradient norm) became NaN or inf; the run stops without writing a checkpoint."""
 
 
-def stop_if_not_finite(accelerator, value: torch.Tensor, what: str, step: int, advice: str) -> None:
-    """Raises NonFiniteLoss on every rank when `value` is NaN/inf on any rank (one all-reduce when distributed).
-
-    Called before the optimizer step, so the weights never take a NaN update; the last good checkpoint is kept."""
-    bad = (~torch.isfinite(value.detach().float())).any().float().reshape(1)
+def stop_if_not_finite(accelerator, values: dict[str, torch.Tensor], step: int, advice: str) -> None:
+    """Raises NonFiniteLoss on every rank when any of the named scalars is NaN/inf on any rank: one host sync and, when
+    distributed, one all-reduce for all of them. Called before the optimizer step, so the weights never take a NaN
+    update and the last good checkpoint stays the last one."""
+    names = list(values)
+    bad = (~torch.isfinite(torch.stack([values[n].detach().float().reshape(()) for n in names]))).float()  # [K]
     if accelerator.num_processes > 1:
         bad = accelerator.reduce(bad, "max")
-    if bad.item() > 0:
-        shown = value.item() if value.numel() == 1 else "non-finite"
+    if bad.any():
+        culprits = ", ".join(f"{n} is {values[n].item()}" for n, b in zip(names, bad.tolist()) if b)
         raise NonFiniteLoss(
-            f"{what} is {shown} at step {step}; stopping without a checkpoint (the last good one is kept): {advice}"
+            f"{culprits} at step {step}; stopping without a checkpoint (the last good one is kept): "
+            f"{advice}"
         )

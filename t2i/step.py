@@ -60,7 +60,7 @@ def flow_inputs(tr: Trainer, batch: Batch) -> tuple[flow.FlowBatch, torch.Tensor
 def check_finite(tr: Trainer, loss: torch.Tensor) -> None:
     """All ranks agree to stop when any rank's loss is NaN or inf."""
     stop_if_not_finite(
-        tr.accelerator, loss, "loss", tr.step + 1, "lower optim.lr, raise optim.warmup_steps or check the data"
+        tr.accelerator, {"loss": loss}, tr.step + 1, "lower optim.lr, raise optim.warmup_steps or check the data"
     )
 
 
