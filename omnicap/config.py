@@ -26,12 +26,31 @@ Usage:
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML as YAML 1.2 reads booleans: only true/false (any case). PyYAML's YAML 1.1 also turns yes/no/on/off into
+    booleans, so `mixed_precision: no` or `--train.mixed_precision=no` would arrive as False."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 __all__ = ["Config", "ConfigError", "parse", "load", "dump", "help_text"]
@@ -102,7 +121,7 @@ def _read_yaml(path: Path, sources: _Sources, cls: type, seen: tuple[Path, ...] 
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = _yaml_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(tree, dict):
@@ -127,7 +146,7 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> dict:
 def _cli_value(text: str) -> Any:
     """Command-line values are read as YAML scalars/flow collections: 3, 0.1, true, null, [a, b], {x: 1}."""
     try:
-        return yaml.safe_load(text) if text != "" else ""
+        return _yaml_load(text) if text != "" else ""
     except yaml.YAMLError:
         return text
 

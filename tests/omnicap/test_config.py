@@ -95,3 +95,15 @@ def test_dict_settings_are_replaced_sections_are_merged(tmp_path):
     f = write(tmp_path, "d.yaml", "caption:\n  weights: {short: 0.4, tags: 0.1}\n  dropout: 0.2\n")
     cfg = parse(Data, ["--config", f, "--caption.weights={detailed: 0.5}"])
     assert cfg.caption.weights == {"detailed": 0.5} and cfg.caption.dropout == 0.2
+
+
+def test_yes_no_on_off_stay_strings_only_true_false_are_booleans(tmp_path):
+    class Precision(Config):
+        mode: Literal["auto", "no", "bf16"] = "auto"
+        flag: bool = False
+        word: str = ""
+
+    assert parse(Precision, ["--mode=no", "--flag=true", "--word=off"]) == Precision(mode="no", flag=True, word="off")
+    f = tmp_path / "c.yaml"
+    f.write_text("mode: no\nflag: True\nword: yes\n")
+    assert load(Precision, [f]) == Precision(mode="no", flag=True, word="yes")
