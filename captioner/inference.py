@@ -28,7 +28,8 @@ PUBLISHED_SAMPLING = dict(do_sample=True, temperature=0.2, top_p=0.8, top_k=10, 
 """OmniCaptioner's published sampling settings: `cap.caption(images, task, **PUBLISHED_SAMPLING)`."""
 
 TINY_SOURCES = {"tiny": tiny_qwen2vl, "tiny-qwen2.5": tiny_qwen2_5vl}
-STOP_IDS = (151645, 151643)  # <|im_end|>, <|endoftext|>
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+"""generation ends at either (their ids come from the processor: the real and the toy vocabulary differ)"""
 
 
 @dataclass
@@ -132,6 +133,7 @@ class Captioner:
         self.tasks = TASKS if tasks is None else tasks
         self._weights_id = weights_id
         self.processor.tokenizer.padding_side = "left"
+        self.stop_ids = tuple(self.processor.tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS)
 
     @classmethod
     def from_pretrained(
@@ -264,8 +266,8 @@ class Captioner:
             max_new_tokens=max_new_tokens,
             do_sample=do_sample,
             repetition_penalty=repetition_penalty,
-            eos_token_id=list(STOP_IDS),
-            pad_token_id=STOP_IDS[1],
+            eos_token_id=list(self.stop_ids),
+            pad_token_id=self.stop_ids[1],
             **sampling,
         )
         step = batch_size or len(images)
@@ -289,7 +291,7 @@ class Captioner:
         return [self._result(row, n) for row, n in zip(new.tolist(), prompt_tokens)]
 
     def _result(self, ids: list[int], prompt_tokens: int) -> CaptionResult:
-        stop = next((i for i, t in enumerate(ids) if t in STOP_IDS), None)
+        stop = next((i for i, t in enumerate(ids) if t in self.stop_ids), None)
         kept = ids if stop is None else ids[:stop]
         text = self.processor.tokenizer.decode(kept, skip_special_tokens=True).strip()
         return CaptionResult(

@@ -6,13 +6,15 @@
     processor = load_processor()                       # the real Qwen2-VL tokenizer + image processor, offline
 
 Tiny models keep the real vocabulary size (151,936, the published Qwen2-VL/Qwen2.5-VL embedding size, which covers
-every special token) so that they share the real tokenizer; everything else is shrunk by `TinySize`.
+every special token) so that they share the real tokenizer; everything else is shrunk by `TinySize`. `TinySize.vocab
+= "toy"` swaps in the compact toy-world vocabulary (same special tokens and chat template, ~1k ids) for CPU toys.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -50,6 +52,9 @@ class TinySize(Config):
     """vision transformer blocks"""
     vision_heads: int = 2
     """vision transformer heads"""
+    vocab: Literal["qwen2", "toy"] = "qwen2"
+    """qwen2: the real 151,936-row vocabulary (shares the real tokenizer); toy: the compact toy-world vocabulary
+    (captioner.processor, ~1k rows with Qwen2-VL's special tokens and chat template), for CPU-sized toy captioners"""
 
 
 def mrope_section(head_dim: int) -> list[int]:
@@ -60,11 +65,30 @@ def mrope_section(head_dim: int) -> list[int]:
     return [t, h, half - t - h]
 
 
+def special_ids(vocab: str = "qwen2") -> dict[str, int]:
+    """The special token ids of a tiny model's vocabulary (qwen2: the real ones)."""
+    if vocab == "qwen2":
+        return dict(SPECIAL_IDS)
+    tok = load_processor(vocab=vocab).tokenizer
+    names = dict(bos_token_id="<|endoftext|>", eos_token_id="<|im_end|>", pad_token_id="<|endoftext|>",
+                 vision_start_token_id="<|vision_start|>", vision_end_token_id="<|vision_end|>",
+                 image_token_id="<|image_pad|>", video_token_id="<|video_pad|>")  # fmt: skip
+    return {k: tok.convert_tokens_to_ids(v) for k, v in names.items()}
+
+
+def vocab_size(vocab: str = "qwen2") -> int:
+    """Embedding rows of a tiny model: the published 151,936, or the toy vocabulary rounded up to a multiple of 64."""
+    if vocab == "qwen2":
+        return VOCAB_SIZE
+    return -(-len(load_processor(vocab=vocab).tokenizer) // 64) * 64
+
+
 def _text_config(size: TinySize, seed_free: bool = True) -> dict:
     if size.hidden % size.heads or (size.hidden // size.heads) % 4:
         raise ValueError(f"hidden {size.hidden} / heads {size.heads} must be a whole multiple of 4")
+    ids = special_ids(size.vocab)
     return dict(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size(size.vocab),
         hidden_size=size.hidden,
         intermediate_size=size.intermediate,
         num_hidden_layers=size.layers,
@@ -77,9 +101,9 @@ def _text_config(size: TinySize, seed_free: bool = True) -> dict:
             "rope_theta": 1000000.0,
             "mrope_section": mrope_section(size.hidden // size.heads),
         },
-        bos_token_id=SPECIAL_IDS["bos_token_id"],
-        eos_token_id=SPECIAL_IDS["eos_token_id"],
-        pad_token_id=SPECIAL_IDS["pad_token_id"],
+        bos_token_id=ids["bos_token_id"],
+        eos_token_id=ids["eos_token_id"],
+        pad_token_id=ids["pad_token_id"],
         tie_word_embeddings=True,
     )
 
@@ -98,7 +122,7 @@ def tiny_qwen2vl_config(size: TinySize | None = None):
         spatial_merge_size=2,
         temporal_patch_size=2,
     )
-    ids = {k: v for k, v in SPECIAL_IDS.items() if "vision" in k or "image" in k or "video" in k}
+    ids = {k: v for k, v in special_ids(size.vocab).items() if "vision" in k or "image" in k or "video" in k}
     return Qwen2VLConfig(text_config=_text_config(size), vision_config=vision, tie_word_embeddings=True, **ids)
 
 
@@ -119,7 +143,7 @@ def tiny_qwen2_5vl_config(size: TinySize | None = None):
         fullatt_block_indexes=[size.vision_depth - 1],
         tokens_per_second=2,
     )
-    ids = {k: v for k, v in SPECIAL_IDS.items() if "vision" in k or "image" in k or "video" in k}
+    ids = {k: v for k, v in special_ids(size.vocab).items() if "vision" in k or "image" in k or "video" in k}
     return Qwen2_5_VLConfig(text_config=_text_config(size), vision_config=vision, tie_word_embeddings=True, **ids)
 
 

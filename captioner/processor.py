@@ -14,6 +14,13 @@ renamed into place, so parallel first calls never see half a folder.
 Merges: tiktoken merges the adjacent pair whose concatenation has the lowest rank. We emit one merge for every split
 (left, right) of every token whose halves are tokens, ordered by the rank of the merged token; byte-level BPE then
 segments NFC-normalised text exactly as tiktoken does (tested against tiktoken itself on every vocabulary entry).
+
+The compact toy vocabulary (`vocab="toy"`, for tiny captioners trained on the toy world on a CPU): a byte-level BPE of
+`TOY_VOCAB_SIZE` tokens learned on the toy world's text (every task type's prompts and ground-truth captions and
+alt-texts of a fixed set of toy-world samples of every kind), with the same pre-tokeniser, normaliser, decoder, chat
+template and Qwen2-VL special tokens (placed right after the regular tokens). It encodes any text (bytes are in the
+vocabulary) and decodes losslessly; only the ids differ from Qwen2's. With ~150x fewer rows, the language-model head
+and embedding no longer dominate a tiny model's step.
 """
 
 from __future__ import annotations
@@ -59,6 +66,9 @@ QWEN2_5_VL_EXTRA_TOKENS: tuple[tuple[int, str, bool], ...] = (
     (151664, "<|file_sep|>", False),
 )
 FAMILIES = ("qwen2_vl", "qwen2_5_vl")
+VOCABS = ("qwen2", "toy")
+TOY_VOCAB_SIZE = 1024
+"""regular tokens of the toy vocabulary (the Qwen2-VL special tokens come after them)"""
 
 # The published Qwen2-VL-Instruct chat template (identical in Qwen2.5-VL-Instruct's chat_template.json).
 QWEN2_VL_CHAT_TEMPLATE = (
@@ -153,15 +163,63 @@ def added_tokens(family: str) -> tuple[tuple[int, str, bool], ...]:
     return QWEN2_VL_ADDED_TOKENS + (QWEN2_5_VL_EXTRA_TOKENS if family == "qwen2_5_vl" else ())
 
 
-def build_tokenizer(family: str = "qwen2_vl"):
-    """A fresh Qwen2Tokenizer with the real vocabulary and the family's added tokens at their real ids."""
+def toy_corpus(samples_per_kind: int = 400) -> list[str]:
+    """The text the toy vocabulary is learned from: every built-in task type's system prompt and question, and the
+    ground-truth captions (every task type) and alt-texts of a fixed, seeded set of toy-world samples of each kind."""
+    import numpy as np
+
+    from captioner.tasks import TASKS
+    from toyworld.alttext import AltTextNoise
+    from toyworld.generate import KINDS
+
+    texts = ["system", "user", "assistant", "You are a helpful assistant."]
+    texts += [t for task in TASKS.values() for t in (task.system, task.question)]
+    for i, module in enumerate(KINDS.values()):
+        rng = np.random.default_rng(1000 + i)
+        for _ in range(samples_per_kind):
+            scene = module.sample(rng, 64)
+            texts += [*module.captions(scene).values(), module.alt_text(scene, rng, AltTextNoise()).text]
+    return texts
+
+
+def toy_vocab_and_merges(vocab_size: int = TOY_VOCAB_SIZE) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Byte-level BPE learned on `toy_corpus()` with Qwen2's pre-tokeniser: ({token string: id}, merges)."""
+    import json
+
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator(toy_corpus(), trainer=trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return model["vocab"], merges
+
+
+def build_tokenizer(family: str = "qwen2_vl", vocab: str = "qwen2"):
+    """A fresh Qwen2Tokenizer with the real vocabulary (or the compact toy one) and the family's added tokens at
+    their real ids (toy: right after the regular tokens)."""
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
 
-    ranks = read_ranks(tiktoken_file())
-    vocab, merges = vocab_and_merges(ranks)
+    if vocab not in VOCABS:
+        raise ValueError(f"unknown vocabulary {vocab!r}; valid: {', '.join(VOCABS)}")
+    if vocab == "toy":
+        regular, merges = toy_vocab_and_merges()
+    else:
+        regular, merges = vocab_and_merges(read_ranks(tiktoken_file()))
+    first_special = len(regular)  # Qwen2: 151,643
     tok = Qwen2Tokenizer(
-        vocab=vocab,
+        vocab=regular,
         merges=merges,
         unk_token=None,
         bos_token=None,
@@ -174,10 +232,10 @@ def build_tokenizer(family: str = "qwen2_vl"):
         padding_side="left",
     )
     extra = added_tokens(family)
-    for expected_id, content, special in extra:  # ids are assigned in order after the 151,643 regular tokens
+    for i, (real_id, content, special) in enumerate(extra):  # ids are assigned in order after the regular tokens
         token = AddedToken(content, special=special, normalized=False, lstrip=False, rstrip=False, single_word=False)
         tok.add_tokens([token], special_tokens=special)
-        got = tok.convert_tokens_to_ids(content)
+        got, expected_id = tok.convert_tokens_to_ids(content), (real_id if vocab == "qwen2" else first_special + i)
         if got != expected_id:
             raise RuntimeError(f"{content} got id {got}, expected {expected_id}: the vocabulary file changed")
     tok.add_special_tokens(
@@ -190,7 +248,7 @@ def build_tokenizer(family: str = "qwen2_vl"):
     return tok
 
 
-def build_processor(family: str = "qwen2_vl"):
+def build_processor(family: str = "qwen2_vl", vocab: str = "qwen2"):
     """Tokenizer + published image/video processor settings + chat template, as one Qwen2-VL processor."""
     from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
@@ -205,7 +263,7 @@ def build_processor(family: str = "qwen2_vl"):
     size = {"shortest_edge": d.min_pixels, "longest_edge": d.max_pixels}
     image_processor = Qwen2VLImageProcessor(size=size, **common)
     video_processor = Qwen2VLVideoProcessor(size=size, **common)
-    tokenizer = build_tokenizer(family)
+    tokenizer = build_tokenizer(family, vocab)
     if family == "qwen2_5_vl":
         from transformers import Qwen2_5_VLProcessor as cls
     else:
@@ -218,26 +276,32 @@ def build_processor(family: str = "qwen2_vl"):
     )
 
 
-def _fingerprint(family: str) -> str:
+def _fingerprint(family: str, vocab: str) -> str:
     h = hashlib.sha256(f"{BUILD_VERSION}|{family}|{QWEN2_VL_CHAT_TEMPLATE}|{PUBLISHED_IMAGE_PROCESSOR}".encode())
-    h.update(tiktoken_file().read_bytes())
+    if vocab == "toy":
+        h.update(f"toy|{TOY_VOCAB_SIZE}|".encode() + "\n".join(toy_corpus()).encode())
+    else:
+        h.update(tiktoken_file().read_bytes())
     import transformers
 
     h.update(transformers.__version__.encode())
     return h.hexdigest()[:12]
 
 
-def processor_dir(family: str = "qwen2_vl") -> Path:
+def processor_dir(family: str = "qwen2_vl", vocab: str = "qwen2") -> Path:
     """The cached processor folder, built on first use (a few seconds)."""
     added_tokens(family)  # validates the family
-    target = cache_dir() / f"processor-{family}-{_fingerprint(family)}"
+    if vocab not in VOCABS:
+        raise ValueError(f"unknown vocabulary {vocab!r}; valid: {', '.join(VOCABS)}")
+    name = family if vocab == "qwen2" else f"{family}-{vocab}"
+    target = cache_dir() / f"processor-{name}-{_fingerprint(family, vocab)}"
     if (target / "tokenizer.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
     try:
         tmp.chmod(0o755)
-        build_processor(family).save_pretrained(tmp)
+        build_processor(family, vocab).save_pretrained(tmp)
         try:
             os.replace(tmp, target)
         except OSError:  # another process won the race: its folder is as good as ours
@@ -249,16 +313,22 @@ def processor_dir(family: str = "qwen2_vl") -> Path:
 
 
 @lru_cache(maxsize=4)
-def _load_cached(family: str):
+def _load_cached(family: str, vocab: str):
     from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(processor_dir(family))
+    return AutoProcessor.from_pretrained(processor_dir(family, vocab))
 
 
 def load_processor(
-    family: str = "qwen2_vl", *, min_pixels: int | None = None, max_pixels: int | None = None, path: str | None = None
+    family: str = "qwen2_vl",
+    *,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    path: str | None = None,
+    vocab: str = "qwen2",
 ):
-    """The Qwen2-VL processor: from `path` (a model folder or hub id) when given, else the offline-built one.
+    """The Qwen2-VL processor: from `path` (a model folder or hub id) when given, else the offline-built one with
+    the real Qwen2 vocabulary or (vocab="toy") the compact toy vocabulary.
 
     min_pixels / max_pixels override the image and video processors' pixel bounds. Each call returns a fresh copy
     (callers may change its settings).
@@ -270,7 +340,7 @@ def load_processor(
 
         processor = AutoProcessor.from_pretrained(path)
     else:
-        processor = copy.deepcopy(_load_cached(family))
+        processor = copy.deepcopy(_load_cached(family, vocab))
     set_pixel_bounds(processor, min_pixels, max_pixels)
     return processor
 

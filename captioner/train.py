@@ -10,6 +10,7 @@ is a Hugging Face folder `out/final/` that `Qwen2VLForConditionalGeneration.from
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -136,7 +137,7 @@ def build_model(cfg: ModelConfig):
     kwargs = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
     if cfg.name == "tiny":
         model = (tiny_qwen2vl if cfg.family == "qwen2_vl" else tiny_qwen2_5vl)(seed=cfg.seed, size=cfg.tiny)
-        return model, load_processor(cfg.family)
+        return model, load_processor(cfg.family, vocab=cfg.tiny.vocab)
     from transformers import AutoConfig, AutoProcessor
 
     from captioner.inference import _model_class
@@ -327,7 +328,8 @@ def run(cfg: TrainConfig) -> Path:
     optimizer = build_optimizer(model, cfg.optim)
     sampler = LengthGroupedBatchSampler(corpus.lengths, cfg.train.batch_size, seed=cfg.data.seed)
     loader = torch.utils.data.DataLoader(
-        CaptionDataset(corpus.records, encoder), batch_sampler=sampler, collate_fn=collate, num_workers=cfg.data.workers
+        CaptionDataset(corpus.records, encoder), batch_sampler=sampler, num_workers=cfg.data.workers,
+        collate_fn=functools.partial(collate, pad_id=processor.tokenizer.pad_token_id),
     )
     per_epoch = max(1, math.ceil(len(sampler) / accelerator.num_processes) // cfg.train.grad_accum)
     total = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * per_epoch))

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -51,7 +52,7 @@ _Yaml12Loader.add_implicit_resolver(
 
 def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
-from pydantic import BaseModel, ConfigDict, ValidationError
+
 
 __all__ = ["Config", "ConfigError", "parse", "load", "dump", "help_text"]
 

@@ -61,7 +61,12 @@ class OptimConfig(Config):
     eps: list[float] = [1e-8]
     """AdamW: [eps]; CAME: [eps1, eps2] (e.g. [1e-30, 1e-16])"""
     warmup_steps: int = 0
-    """linear warm-up: lr · min(1, (step + 1) / warmup_steps), then constant"""
+    """linear warm-up: lr · min(1, (step + 1) / warmup_steps)"""
+    schedule: Literal["constant", "cosine"] = "constant"
+    """after warm-up: constant (SANA), or cosine decay to min_lr_ratio · lr at the last step (`steps`); a resumed run
+    with more `steps` stretches the rest of the decay"""
+    min_lr_ratio: float = 0.0
+    """cosine: the final learning rate as a share of the peak"""
     clip_grad_norm: float = 1.0
     """gradient clipping by global norm (SANA: 0.1); 0 disables"""
 

@@ -1,6 +1,9 @@
-"""Optimizer (AdamW or SANA's CAME) and the warm-up-then-constant learning-rate schedule."""
+"""Optimizer (AdamW or SANA's CAME) and the learning-rate schedule: linear warm-up, then constant (SANA) or a cosine
+decay to `min_lr_ratio` of the peak by the last step (short runs, e.g. the toy world, end sharper with a decay)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -26,5 +29,14 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_factor(s, warmup_steps))
+def schedule_factor(step: int, cfg, total_steps: int) -> float:
+    """lr multiplier for optimizer step `step` (0-based); cfg: t2i.config.OptimConfig."""
+    warm = warmup_factor(step, cfg.warmup_steps)
+    if cfg.schedule == "constant" or step < cfg.warmup_steps:
+        return warm
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, cfg, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: schedule_factor(s, cfg, total_steps))

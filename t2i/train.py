@@ -119,7 +119,7 @@ def build_trainer(cfg: TrainConfig, acc: Accelerator) -> Trainer:
     if cfg.ema.decay > 0:
         ema = EMA(acc.unwrap_model(model), cfg.ema.decay, cfg.ema.warmup_steps, cfg.ema.every, cfg.ema.on_cpu)
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)  # noise and σ, distinct per rank
-    schedule = make_schedule(optimizer, cfg.optim.warmup_steps)
+    schedule = make_schedule(optimizer, cfg.optim, cfg.steps)
     return Trainer(acc, parts, model, optimizer, schedule, cfg.flow, cfg.optim.clip_grad_norm, generator, ema)
 
 

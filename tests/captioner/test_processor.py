@@ -104,3 +104,31 @@ def test_pixel_bounds_override(processor):
     assert processor.image_processor.size["shortest_edge"] == 3136  # the shared copy is untouched
     with pytest.raises(ValueError, match="min_pixels"):
         set_pixel_bounds(p, 10_000, 100)
+
+
+def test_toy_vocabulary_keeps_specials_template_and_round_trips(processor):
+    """The compact toy vocabulary: Qwen2-VL's special tokens right after ~1k regular tokens, the same chat template
+    and image processor, lossless on any text (bytes are in the vocabulary), compact on the toy world's words."""
+    from captioner.models import TinySize, special_ids, tiny_qwen2vl
+    from captioner.processor import TOY_VOCAB_SIZE
+
+    toy = load_processor(vocab="toy")
+    tok = toy.tokenizer
+    assert len(tok) == TOY_VOCAB_SIZE + len(QWEN2_VL_ADDED_TOKENS)
+    for i, (_, content, _) in enumerate(QWEN2_VL_ADDED_TOKENS):
+        assert tok.convert_tokens_to_ids(content) == TOY_VOCAB_SIZE + i
+    assert toy.chat_template == processor.chat_template
+    assert toy.image_processor.to_dict() == processor.image_processor.to_dict()
+    for text in TEXTS:
+        assert tok.decode(tok.encode(text)) == text
+    caption = "Two red circles and a blue square."
+    assert len(tok.encode(caption)) <= 10  # whole words (the real vocabulary: 8)
+    ids = special_ids("toy")
+    assert ids["image_token_id"] == tok.convert_tokens_to_ids("<|image_pad|>")
+    model = tiny_qwen2vl(size=TinySize(vocab="toy"))
+    assert model.config.text_config.vocab_size >= len(tok) and model.config.image_token_id == ids["image_token_id"]
+
+
+def test_unknown_vocabulary_is_named():
+    with pytest.raises(ValueError, match="unknown vocabulary 'tiny'.*qwen2, toy"):
+        load_processor(vocab="tiny")

@@ -4,7 +4,7 @@ from accelerate import Accelerator
 from omnicap.guards import NonFiniteLoss
 from t2i.config import FlowConfig, ModelConfig, OptimConfig
 from t2i.data import Batch
-from t2i.optim import make_optimizer, make_schedule, warmup_factor
+from t2i.optim import make_optimizer, make_schedule, schedule_factor, warmup_factor
 from t2i.parts import build_parts
 from t2i.step import Trainer, train_step
 
@@ -14,7 +14,7 @@ def _trainer(lr=2e-3, accum=1) -> Trainer:
     parts = build_parts(ModelConfig(max_length=16, complex_human_instruction=False), seed=0)
     opt = make_optimizer(parts.transformer.parameters(), OptimConfig(lr=lr))
     model, opt = acc.prepare(parts.transformer, opt)
-    return Trainer(acc, parts, model, opt, make_schedule(opt, 0), FlowConfig(), 1.0, torch.Generator().manual_seed(0))
+    return Trainer(acc, parts, model, opt, make_schedule(opt, OptimConfig(), 10), FlowConfig(), 1.0, torch.Generator().manual_seed(0))
 
 
 def _batch(n=4, pixels=None) -> Batch:
@@ -53,3 +53,12 @@ def test_nan_guard_raises():
 def test_warmup_factor():
     assert [warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert warmup_factor(0, 0) == 1.0
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    cfg = OptimConfig(warmup_steps=2, schedule="cosine", min_lr_ratio=0.1)
+    f = [schedule_factor(s, cfg, 12) for s in range(13)]
+    assert f[:2] == [0.5, 1.0] and f[2] == 1.0
+    assert all(a >= b for a, b in zip(f[2:], f[3:]))  # monotone decay after warm-up
+    assert abs(f[7] - 0.55) < 1e-9 and abs(f[12] - 0.1) < 1e-9  # half way: the mean of peak and floor; end: floor
+    assert schedule_factor(5, OptimConfig(warmup_steps=2), 12) == 1.0  # constant by default
