@@ -292,7 +292,8 @@ def t2i_stage(cfg: DemoConfig, scale: Scale, at: Layout, arm: str, seed: int) ->
     args = [
         "--config", "configs/t2i/toy.yaml", "--out", str(run), f"--data.shards=[{at.world / 't2i' / '*.tar'}]",
         f"--model.vae.source={at.root / 'autoencoder'}", f"--steps={scale.t2i_steps}", f"--seed={seed}",
-        "--checkpoint_every=0", "--validation.every=0", *caption_flags(arm, at),
+        "--checkpoint_every=0", "--validation.every=0", f"--validation.steps={scale.sample_steps}",
+        *caption_flags(arm, at),
         f"--wandb.mode={cfg.wandb.mode}", f"--wandb.dir={at.root / 'wandb'}",
     ]  # fmt: skip
     needs = {"B": ("autoencoder", "recaption"), "A": ("autoencoder",), "C": ("autoencoder",)}
@@ -503,7 +504,7 @@ def verdict(overall: dict[str, list[float]]) -> str:
         c = compare(first, overall[first], second, overall[second])
         se = "" if c.se is None else f", 2 SE = {2 * c.se:.3f}"
         lines.append(f"{question}: {second} − {first} = {c.diff:+.3f}{se}, so {second} {words[c.verdict]} {first}.")
-    rule = (f"Rule: over {n} seeds, a difference of mean toy-GenEval overall scores counts when it exceeds twice its "
+    rule = (f"Rule: over {n} seed{'' if n == 1 else 's'}, a difference of mean toy-GenEval overall scores counts when it exceeds twice its "
             "standard error sqrt(s₁²/n₁ + s₂²/n₂) (sample std over seeds); otherwise it is within the seed spread.")  # fmt: skip
     return " ".join(lines + [rule])
 
@@ -518,10 +519,15 @@ def dose_sentence(points: list[tuple[str, float, MeanStd]]) -> str:
     sxx = sum((x - mx) ** 2 for x in xs)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
     order = sorted(points, key=lambda t: t[1])
-    rising = all(a[2].mean <= b[2].mean for a, b in zip(order, order[1:]))
+    if max(ys) == min(ys):
+        trend = "are all equal: no dose-response"
+    elif all(a[2].mean <= b[2].mean for a, b in zip(order, order[1:])):
+        trend = "rise monotonically"
+    else:
+        trend = "do not rise monotonically"
     chain = " < ".join(f"{label} ({x:.2f})" for label, x, _ in order)
     return (f"Dose-response: ordered by the {DOSE_METRIC.replace('_', ' ')} of their training captions, {chain}, the "
-            f"arms' mean scores {'rise monotonically' if rising else 'do not rise monotonically'}; least-squares "
+            f"arms' mean scores {trend}; least-squares "
             f"slope {slope:+.3f} toy-GenEval points per unit of caption accuracy.")  # fmt: skip
 
 
@@ -530,7 +536,7 @@ def dose_plot(points: list[tuple[str, float, MeanStd]], out: Path, highlight: st
     drawn in red, the others in blue."""
     from PIL import Image, ImageDraw
 
-    w, h, left, right, top, bottom = 640, 440, 70, 30, 40, 60
+    w, h, left, right, top, bottom = 640, 440, 70, 45, 40, 60
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
     y_max = max([0.05] + [p.mean + (p.std or 0.0) for _, _, p in points]) * 1.15
@@ -546,6 +552,7 @@ def dose_plot(points: list[tuple[str, float, MeanStd]], out: Path, highlight: st
         d.text((py_[0] - 45, py_[1] - 6), f"{y:.3f}", fill="black")
     d.text((left + 120, h - 25), f"training captions: {DOSE_METRIC.replace('_', ' ')} vs ground truth", fill="black")
     d.text((left, 12), "toy GenEval overall (mean ± std over seeds) vs training-caption accuracy", fill="black")
+    placed: list[tuple[float, float]] = []
     for label, x, p in points:
         color = "red" if label == highlight else "blue"
         cx, cy = to_px(x, p.mean)
@@ -556,7 +563,11 @@ def dose_plot(points: list[tuple[str, float, MeanStd]], out: Path, highlight: st
             d.line([(cx - 4, bottom_y), (cx + 4, bottom_y)], fill=color, width=2)
         r = 7 if label == highlight else 5
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color)
-        d.text((cx + 9, cy - 14), label, fill=color)
+        lx, ly = cx + 9, cy - 14
+        while any(abs(lx - x) < 30 and abs(ly - y) < 12 for x, y in placed):  # labels of nearby points stack up
+            ly -= 13
+        placed.append((lx, ly))
+        d.text((lx, ly), label, fill=color)
     img.save(out)
 
 

@@ -14,7 +14,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-SEEDS = 2
+SEEDS = 1
+"""t2i seeds of the smoke run: 2 doubles the t2i and evaluation stages (past CI's ~3 min for this test); the
+aggregation over seeds and the verdict are tested on hand-made summaries below"""
+CELL = r"\d\.\d{3}" if SEEDS == 1 else r"\d\.\d{3} ± \d\.\d{3}"
 
 
 @pytest.mark.slow
@@ -32,7 +35,8 @@ def test_demo_smoke_scale_completes_with_a_well_formed_report(tmp_path):
     for arm in [*arms, "render"]:
         row = next(line for line in lines if line.startswith(f"| {arm}:"))  # main table: mean ± std per tag
         numbers = [float(x) for x in re.findall(r"\d\.\d{3}", row)]
-        assert len(numbers) == 2 * (1 + len(tags)) and all(0.0 <= x <= 1.0 for x in numbers), row
+        assert len(numbers) == (1 if SEEDS == 1 else 2) * (1 + len(tags)), row
+        assert all(0.0 <= x <= 1.0 for x in numbers), row
         assert (root / f"samples_{arm}.png").is_file()
         for k in range(SEEDS):
             for g in [None] if arm == "render" else ["g1", "g4.5"]:  # smoke sweep [1, 4.5], main guidance 4.5
@@ -41,11 +45,11 @@ def test_demo_smoke_scale_completes_with_a_well_formed_report(tmp_path):
         if arm != "render":  # every arm trained on its embedding cache
             assert list((root / "seed0" / "t2i" / arm / "cache").glob("*.t2icache-*.pt"))
     for arm in arms:  # guidance sweep rows and training-caption accuracy rows
-        assert re.search(rf"^\| {arm} \| \d\.\d{{3}} ± \d\.\d{{3}} \| \d\.\d{{3}} ± ", report, re.M), arm
+        assert re.search(rf"^\| {arm} \| {CELL} \| {CELL} \|$", report, re.M), arm  # guidance 1 and 4.5
         assert re.search(rf"^\| {arm}: .* \| \d+ \| \d\.\d{{3}} \|", report, re.M), arm
     for k in range(SEEDS):
         assert json.loads((root / f"seed{k}" / "eval" / "render" / "summary.json").read_text())["overall"] >= 0.95
-    assert "## Verdict" in report and f"over {SEEDS} seeds" in report
+    assert "## Verdict" in report and f"over {SEEDS} seed" in report
     assert (root / "dose_response.png").stat().st_size > 1000
     recaptioned = {
         k: v for p in (root / "recaption").glob("*.omnicap.json") for k, v in json.loads(p.read_text()).items()
@@ -122,7 +126,35 @@ def test_aggregation_and_verdict_on_hand_made_summaries(tmp_path):
     points = [(arm, x, demo.mean_std(v)) for (arm, v), x in zip(overall.items(), [0.2, 0.5, 1.0])]
     assert "A (0.20) < B (0.50) < C (1.00), the arms' mean scores rise monotonically" in demo.dose_sentence(points)
     assert "do not rise" in demo.dose_sentence([("A", 0.9, demo.mean_std([0.1])), ("B", 0.1, demo.mean_std([0.2]))])
+    assert "all equal" in demo.dose_sentence([("A", 0.9, demo.mean_std([0.0])), ("B", 0.1, demo.mean_std([0.0]))])
     demo.dose_plot(points, tmp_path / "dose.png")
     from PIL import Image
 
     assert Image.open(tmp_path / "dose.png").size == (640, 440)
+
+
+def test_more_seeds_reuse_the_one_seed_run_and_share_the_world(tmp_path):
+    """`--seeds=3` after a one-seed run: every stage of the one-seed run is in it unchanged (same name, commands and
+    outputs, so it is skipped as done); the new ones are per-seed t2i/eval stages using --seed=k."""
+    from omnicap.config import parse
+
+    demo = _demo_module()
+    at = demo.Layout(tmp_path)
+    build = lambda n: {s.name: s for s in demo.stages(parse(demo.DemoConfig, [f"--seeds={n}"]), demo.Scale(), at)}  # noqa: E731
+    one, three = build(1), build(3)
+    assert all(three[name] == stage for name, stage in one.items())
+    new = set(three) - set(one)
+    assert len(new) == 2 * 11 and all(n.endswith(("_s1", "_s2")) for n in new)
+    train = three["t2i_C25_s2"].cmds["train"]
+    assert "--seed=2" in train and "--data.use_cache=true" in train
+    assert f"--data.caption.sidecar_dir={tmp_path / 'corrupt' / 'C25'}" in train  # shared by all seeds
+    cache = three["t2i_C25_s2"].cmds["cache"]
+    assert cache[cache.index("--config") :] == [
+        a for a in train[train.index("--config") :] if a != "--data.use_cache=true"
+    ]
+    b_flags = [a for a in three["t2i_B_s0"].cmds["train"] if a.startswith("--data.caption.")]
+    c25_flags = [a for a in train if a.startswith("--data.caption.")]
+    assert [f.split("=")[0] for f in b_flags] == [f.split("=")[0] for f in c25_flags]  # exactly B's caption flags
+    generate = three["geneval_B_s2"].cmds["generate_g2"]
+    assert generate[generate.index("--seed") + 1] == "2" and "--guidance_scale" in generate
+    assert set(three["geneval_B_s2"].cmds) == {f"{v}_g{g}" for v in ("generate", "score") for g in ("1", "2", "4.5")}
