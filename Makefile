@@ -1,12 +1,14 @@
 # `make demo` and `make test` set everything up on a fresh machine: they create .venv when missing and install the
 # project into it. TORCH pins the torch build (this machine's local wheels); override it for other machines:
 #   make test TORCH="torch torchvision"
+# make demo SEEDS=3 trains and evaluates every t2i arm with 3 seeds (the shared stages, and seed 0, are reused).
 PYTHON ?= python3
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SCALE ?= full
+SEEDS ?= 1
 export HF_HUB_OFFLINE ?= 1
 
 .PHONY: demo test lint venv clean-demo
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py --scale=$(SCALE)
+	$(PY) scripts/demo.py --scale=$(SCALE) --seeds=$(SEEDS)
 
 test: $(STAMP)
 	$(PY) -m pytest tests

@@ -46,6 +46,9 @@ class GenerateConfig(Config):
     """toy_geneval: how many prompts to make (spread over the six tags; default 60); geneval/dpg: only the first N"""
     prompt_seed: int = 0
     """toy_geneval: seed of the prompt generator"""
+    exclude_prompts_from: str | None = None
+    """geneval/toy_geneval: a folder in GenEval's layout (DIR/00000/metadata.jsonl, ...) whose prompts are left out,
+    e.g. to make a validation set disjoint from the evaluation set (prompts drawn with another --prompt_seed)"""
     n_samples: int = 4
     """images per prompt (GenEval: 4; DPG-Bench: 4, tiled 2x2)"""
     seed: int = 0
@@ -130,7 +133,21 @@ def make_jobs(cfg: GenerateConfig) -> list[Job]:
         if cfg.metadata is None:
             raise ValueError("--benchmark geneval needs --metadata evaluation_metadata.jsonl")
         metas = load_metadata(cfg.metadata)[: cfg.n_prompts]
+    if cfg.exclude_prompts_from is not None:
+        metas = exclude_prompts(metas, cfg.exclude_prompts_from)
     return [Job(i, m["prompt"], [sample_path(out, i, j) for j in range(cfg.n_samples)], m) for i, m in enumerate(metas)]
+
+
+def exclude_prompts(metas: list[dict], folder: str | Path) -> list[dict]:
+    """`metas` without those (same metadata) found in a GenEval-layout folder's DIR/*/metadata.jsonl."""
+    files = sorted(Path(folder).glob("*/metadata.jsonl"))
+    if not files:
+        raise FileNotFoundError(f"--exclude_prompts_from {folder}: no */metadata.jsonl there (a GenEval image folder)")
+    key = lambda m: json.dumps(m, sort_keys=True)  # noqa: E731
+    seen = {key(json.loads(f.read_text())) for f in files}
+    kept = [m for m in metas if key(m) not in seen]
+    print(f"generate: {len(metas) - len(kept)} of {len(metas)} prompts are in {folder}: left out", flush=True)
+    return kept
 
 
 def load_pipeline(cfg: GenerateConfig, device: str):

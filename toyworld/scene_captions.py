@@ -144,18 +144,83 @@ def captions(scene: dict) -> dict[str, str]:
     medium_zh = [f"{BACKGROUNDS_ZH[bg]}背景上有{what_zh}。"]
     medium_zh += [f"{nm[a].zh()}在{nm[b].zh()}的{RELATIONS_ZH[rel[0]]}。" for a, b, rel in nxt]
 
-    tags = [f"{NUMBERS[c]} {col} {s}s" if c > 1 else f"{col} {s}" for c, col, s in groups]
-    tags_zh = [count_phrase_zh(*g) if g[0] > 1 else f"{COLORS_ZH[g[1]]}{SHAPES_ZH[g[2]]}" for g in groups]
+    counted_only = counted_captions(objs, bg)
     return {
         "detailed": " ".join(detailed),
         "medium": " ".join(medium),
-        "short": what[0].upper() + what[1:] + ".",
-        "tags": ", ".join(tags + [f"{bg} background", "geometric shapes"]),
+        "short": counted_only["short"],
+        "tags": counted_only["tags"],
         "detailed_zh": "".join(detailed_zh),
         "medium_zh": "".join(medium_zh),
-        "short_zh": what_zh + "。",
-        "tags_zh": "，".join(tags_zh + [f"{BACKGROUNDS_ZH[bg]}背景", "几何图形"]),
+        "short_zh": counted_only["short_zh"],
+        "tags_zh": counted_only["tags_zh"],
     }
+
+
+COUNTED_STYLES = ("short", "tags", "short_zh", "tags_zh")
+"""the task types that state only counted (colour, shape) groups and the background: a caption of these styles can be
+made from any object list, e.g. a corrupted one (see corrupted_captions)"""
+
+
+def counted_captions(objects: list[dict], background: str) -> dict[str, str]:
+    """{style: caption} for COUNTED_STYLES from an object list (only colour and shape of each object are read)."""
+    groups = counted(objects)
+    what = join_en([count_phrase(*g) for g in groups])
+    tags = [f"{NUMBERS[c]} {col} {s}s" if c > 1 else f"{col} {s}" for c, col, s in groups]
+    tags_zh = [count_phrase_zh(*g) if g[0] > 1 else f"{COLORS_ZH[g[1]]}{SHAPES_ZH[g[2]]}" for g in groups]
+    return {
+        "short": what[0].upper() + what[1:] + ".",
+        "tags": ", ".join(tags + [f"{background} background", "geometric shapes"]),
+        "short_zh": join_zh([count_phrase_zh(*g) for g in groups]) + "。",
+        "tags_zh": "，".join(tags_zh + [f"{BACKGROUNDS_ZH[background]}背景", "几何图形"]),
+    }
+
+
+COUNTS = (1, 2, 3, 4)
+"""object counts a group can have (a scene holds at most 4 objects)"""
+
+
+@dataclass(frozen=True)
+class Corrupted:
+    objects: list[dict]
+    """the corrupted copy of the scene's object list, group by group in the truth's order"""
+    wrong: list[tuple[str, ...]]
+    """per true (colour, shape) group: which of 'color', 'count', 'shape' were changed"""
+
+
+def corrupt_objects(objects: list[dict], rng: np.random.Generator, rate: float) -> Corrupted:
+    """A copy of `objects` in which each (colour, shape) group's colour, count and shape is each replaced, with
+    probability `rate`, by another value drawn uniformly (alt-text's `other`). A replaced colour or shape never
+    lands on another group's (colour, shape), so groups stay apart and each change stays visible in the caption."""
+    groups = counted(objects)
+    taken = {(c, s) for _, c, s in groups}
+    out, wrong = [], []
+    for n, color, shape in groups:
+        taken.discard((color, shape))
+        changed = []
+        if rng.random() < rate:
+            options = [c for c in COLORS if c != color and (c, shape) not in taken]
+            if options:
+                color = pick(rng, options)
+                changed.append("color")
+        if rng.random() < rate:
+            n = other(rng, COUNTS, n)
+            changed.append("count")
+        if rng.random() < rate:
+            options = [s for s in SHAPES if s != shape and (color, s) not in taken]
+            if options:
+                shape = pick(rng, options)
+                changed.append("shape")
+        taken.add((color, shape))
+        out += [{"color": color, "shape": shape} for _ in range(n)]
+        wrong.append(tuple(changed))
+    return Corrupted(out, wrong)
+
+
+def corrupted_captions(scene: dict, rng: np.random.Generator, rate: float) -> tuple[dict[str, str], Corrupted]:
+    """COUNTED_STYLES captions of a corrupted copy of the scene's objects (same grammar as `captions`)."""
+    corrupted = corrupt_objects(scene["objects"], rng, rate)
+    return counted_captions(corrupted.objects, scene["background"]), corrupted
 
 
 VAGUE = ("shapes on a {bg} background", "colorful geometric shapes", "abstract shapes", "simple geometric pattern",

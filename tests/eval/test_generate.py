@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from eval import generate
@@ -50,3 +51,20 @@ def test_geneval_layout_resume_and_shards(tiny_pipeline, tmp_path, write_json_li
     samples[1].path.unlink()
     generate.main(["--benchmark", "geneval", *common])
     assert samples[1].path.read_bytes() == first
+
+
+def test_exclude_prompts_from_leaves_out_the_evaluation_prompts(tmp_path):
+    ev, val = tmp_path / "eval", tmp_path / "val"
+    assert generate.main(["--benchmark", "toy_geneval", "--model", "toyworld", "--out", str(ev), "--n_prompts", "30",
+                          "--n_samples", "1", "--size", "32"]) == 0  # fmt: skip
+    assert generate.main(["--benchmark", "toy_geneval", "--model", "toyworld", "--out", str(val), "--n_prompts", "30",
+                          "--n_samples", "1", "--size", "32", "--prompt_seed", "1",
+                          "--exclude_prompts_from", str(ev)]) == 0  # fmt: skip
+    prompts = lambda d: {p.read_text() for p in d.glob("*/metadata.jsonl")}  # noqa: E731
+    assert prompts(val) and not prompts(val) & prompts(ev)
+    both = generate.make_jobs(generate.GenerateConfig(benchmark="toy_geneval", n_prompts=30, prompt_seed=1, out="x"))
+    assert len(prompts(val)) < len(both)  # the two seeds draw overlapping prompts from the small toy vocabulary
+    with pytest.raises(FileNotFoundError, match="no \\*/metadata.jsonl"):
+        generate.make_jobs(
+            generate.GenerateConfig(benchmark="toy_geneval", out="x", exclude_prompts_from=str(tmp_path))
+        )
