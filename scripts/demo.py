@@ -55,20 +55,20 @@ class Scale(Config):
 
     captioner_samples: int = 4000
     """toy-world scenes the captioner is trained on"""
-    captioner_steps: int = 1000
-    """captioner optimizer steps (it needs ~400 before the image starts to matter; see configs/captioner/toy.yaml)"""
+    captioner_steps: int = 1200
+    """captioner optimizer steps (accuracy per step count: configs/captioner/toy.yaml and README)"""
     heldout_samples: int = 100
     """held-out toy-world images for captioner accuracy"""
     t2i_samples: int = 2000
     """text-to-image corpus size (64 px scenes, alt-text only)"""
     t2i_steps: int = 1200
     """text-to-image optimizer steps, identical for every arm"""
-    geneval_prompts: int = 200
+    geneval_prompts: int = 120
     """toy GenEval prompts asked for (de-duplicated, so fewer are made)"""
-    n_samples: int = 4
-    """images per toy GenEval prompt"""
-    sample_steps: int = 20
-    """sampler steps at evaluation"""
+    n_samples: int = 2
+    """images per toy GenEval prompt (GenEval: 4; 2 here so that 5 arms x 3 guidance scales fit the budget)"""
+    sample_steps: int = 10
+    """sampler steps at evaluation (DPM-Solver++)"""
     guidance: float = 4.5
     """the one classifier-free guidance scale every arm is evaluated at (main table; chosen once on validation
     prompts with bench/choose_guidance.py)"""
