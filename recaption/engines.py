@@ -141,6 +141,7 @@ class VllmEngine(EngineBase):
         self.stop_ids = list(STOP_IDS)
         self.tasks = {t: get_task(t) for t in cfg.tasks}
         self.prompts = {name: chat_prompt(self.processor, task, "image") for name, task in self.tasks.items()}
+        self._chat_prompt, self._get_task = chat_prompt, get_task
         self._weights = weights_id_of(model.path, self.config, model.revision)
         self._extra = dict(v.extra)
         self._source = model.path
@@ -168,6 +169,9 @@ class VllmEngine(EngineBase):
             dict(temperature=0.0)
         params = SamplingParams(max_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
                                 stop_token_ids=self.stop_ids, detokenize=False, **sampling)
+        for task in set(tasks) - set(self.prompts):  # an engine shared by jobs with other task types (tests)
+            self.tasks[task] = self._get_task(task)
+            self.prompts[task] = self._chat_prompt(self.processor, self.tasks[task], "image")
         requests = [{"prompt": self.prompts[task], "multi_modal_data": {"image": image}}
                     for image, task in zip(images, tasks)]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
@@ -184,9 +188,10 @@ class VllmEngine(EngineBase):
         import vllm
 
         from captioner.inference import model_fingerprint
+        from captioner.tasks import TASKS
 
         model = model_fingerprint(self._source, self._weights, self.config.to_json_string(use_diff=False),
-                                  self.dtype, self.processor, self.min_pixels, self.max_pixels, self.tasks)
+                                  self.dtype, self.processor, self.min_pixels, self.max_pixels, TASKS)
         return {"name": self.name, "version": f"vllm {vllm.__version__}", "model": model, "revision": self.revision,
                 "extra": self._extra}
 
@@ -318,7 +323,9 @@ class OpenAIEngine(EngineBase):
             return _Reply(-1, None, None, f"HTTP 200 with a body that is not JSON: {response.text[:200]}")
 
     def fingerprint(self) -> dict:
-        tasks = {name: [t.system, t.question] for name, t in sorted(self.tasks.items())}
+        from captioner.tasks import TASKS
+
+        tasks = {name: [t.system, t.question] for name, t in sorted(TASKS.items())}
         return {"name": self.name, "version": f"server {self.server_version}", "model": self.cfg.model,
                 "revision": self.revision, "pixels": [self.min_pixels, self.max_pixels], "tasks": tasks,
                 "image_format": self.cfg.image_format}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 import tarfile
 import zlib
 from pathlib import Path
@@ -157,6 +158,7 @@ def _load_chat_server():
 
     spec = importlib.util.spec_from_file_location("recaption_chat_server", Path(__file__).with_name("chat_server.py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -181,3 +183,17 @@ def served(chat_server):
     chat_server.reset()
     yield chat_server
     chat_server.reset()
+
+
+@pytest.fixture
+def chat_server_for():
+    """start(model folder) -> a loopback server for that model, closed after the test."""
+    servers = []
+
+    def start(folder: str, max_pixels: int = 12544):
+        servers.append(start_chat_server(folder, max_pixels))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

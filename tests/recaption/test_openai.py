@@ -24,6 +24,8 @@ def outputs(out):
     files = {p.name: p.read_text() for p in sorted(out.glob("*.omnicap.json"))}
     stats = {p.name: {k: v for k, v in json.loads(p.read_text()).items() if k not in HF_ONLY}
              for p in sorted(out.glob("*.stats.json"))}
+    for s in stats.values():  # details may hold object addresses (`<_io.BytesIO object at 0x...>`)
+        s["error_examples"] = {k: [e["key"] for e in v] for k, v in s["error_examples"].items()}
     return files, stats
 
 
@@ -48,7 +50,9 @@ def test_openai_equals_hf_through_retries(tmp_path, shards, lively_model, served
     assert main(args(inp, tmp_path / "openai", lively_model, *openai_args(served))) == 0
     hf_files, hf_stats = outputs(tmp_path / "hf")
     files, stats = outputs(tmp_path / "openai")
-    assert files == hf_files and stats == hf_stats
+    assert files == hf_files
+    for name in hf_stats:
+        assert {k: v for k, v in stats[name].items() if v != hf_stats[name][k]} == {}, hf_stats[name]
     assert json.loads(hf_files["00000.omnicap.json"])  # something was captioned
     assert hf_stats["00000.stats.json"]["tokens"]["new"] > 0
     statuses = [status for _, status in served.log]
