@@ -93,8 +93,8 @@ def _pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) -> 
 
 def _gpus_for_this_worker(local_rank: int, per_engine: int, env=os.environ) -> None:
     """One engine per GPU (or per `per_engine` GPUs) under torchrun/srun: restricts CUDA_VISIBLE_DEVICES to this
-    worker's GPUs before vLLM initialises CUDA, and hides the launcher's rank variables from vLLM (each engine is
-    independent; no process group spans workers)."""
+    worker's GPUs before vLLM initialises CUDA (unless exactly that many are visible already), and hides the
+    launcher's rank variables from vLLM (each engine is independent; no process group spans workers)."""
     if "LOCAL_RANK" not in env and "SLURM_LOCALID" not in env:
         return
     visible = env.get("CUDA_VISIBLE_DEVICES")
@@ -103,7 +103,10 @@ def _gpus_for_this_worker(local_rank: int, per_engine: int, env=os.environ) -> N
 
         visible = ",".join(str(i) for i in range(torch.cuda.device_count()))
     devices = [d for d in visible.split(",") if d.strip()]
-    mine = devices[local_rank * per_engine:(local_rank + 1) * per_engine]
+    if len(devices) == per_engine:  # the launcher already gave this worker its own GPUs (srun --gpus-per-task)
+        mine = devices
+    else:
+        mine = devices[local_rank * per_engine:(local_rank + 1) * per_engine]
     if devices and len(mine) < per_engine:
         raise RecaptionError(f"worker with local rank {local_rank} needs GPUs {local_rank * per_engine}.."
                              f"{(local_rank + 1) * per_engine - 1} but only {len(devices)} are visible ({visible})")
