@@ -73,16 +73,19 @@ def mixed_shards(tmp_path, shards):
 
 
 def test_hf_vllm_and_openai_give_identical_outputs(tmp_path, shards, lively_model_hd32, vllm_engine, chat_server_for):
+    """The loopback server captions each request alone, so its reference is hf with batch size 1: a random model
+    has near-ties that fp32 rounding of another batch shape can flip (seen once in 66 captions here)."""
     inp, model = mixed_shards(tmp_path, shards), lively_model_hd32
     assert main(args(inp, tmp_path / "hf", model)) == 0
+    assert main(args(inp, tmp_path / "hf1", model, "--generation.batch_size", "1")) == 0
     assert run_vllm(vllm_engine, args(inp, tmp_path / "vllm", model, *VLLM)) == 0
     server = chat_server_for(model)
     assert main(args(inp, tmp_path / "openai", model, "--engine", "openai", "--openai.base_url", server.base_url,
                      "--openai.model", server.name)) == 0
-    hf, vllm, openai = (outputs(tmp_path / name) for name in ("hf", "vllm", "openai"))
+    hf, hf1, vllm, openai = (outputs(tmp_path / name) for name in ("hf", "hf1", "vllm", "openai"))
     assert len({c for v in json.loads(hf[0]["00000.omnicap.json"]).values() for c in v.values()}) > 3
     assert vllm == hf
-    assert openai == hf
+    assert openai == hf1
     fingerprint = json.loads((tmp_path / "vllm" / "00000.stats.json").read_text())["fingerprint"]
     import vllm as vllm_package
 
