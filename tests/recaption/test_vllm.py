@@ -72,6 +72,7 @@ def mixed_shards(tmp_path, shards):
     return tmp_path / "in/{00000..00001}.tar"
 
 
+@pytest.mark.timeout(1800)  # the shared engine starts in this test: 4-5 min on 2 busy cores
 def test_hf_vllm_and_openai_give_identical_outputs(tmp_path, shards, lively_model_hd32, vllm_engine, chat_server_for):
     """The loopback server captions each request alone, so its reference is hf with batch size 1: a random model
     has near-ties that fp32 rounding of another batch shape can flip (seen once in 66 captions here)."""
@@ -116,6 +117,7 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.timeout(2400)  # the killed worker starts its own engine
 def test_vllm_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, shards, lively_model_hd32, vllm_engine):
     """As tests/recaption/test_workers.py does for hf: shard 00001 stalls after five samples (a `pipe:` url), the
     worker (`python -m recaption run --engine vllm`, its own engine) is killed with SIGKILL, and the same command
@@ -137,7 +139,7 @@ def test_vllm_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, shards, 
     started, lines = threading.Event(), []
     threading.Thread(target=_wait_for, args=(victim.stderr, "00001: captioning", started, lines), daemon=True).start()
     try:
-        assert started.wait(900), "".join(lines)[-3000:]
+        assert started.wait(1800), "".join(lines)[-3000:]
         time.sleep(5.0)  # it captions the samples that arrived, then waits for the rest of the shard
         children = _descendants(victim.pid)
         victim.send_signal(signal.SIGKILL)
