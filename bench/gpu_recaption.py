@@ -2,6 +2,7 @@
 
     python bench/gpu_recaption.py --config_json ../shared/reference-configs/qwen2-vl-2b-instruct.json --out "$OUT"
     python bench/gpu_recaption.py --tiny --device cpu --job_images 8 --loop_images 2 --new_tokens 4   # CPU smoke
+    python bench/gpu_recaption.py --engine vllm --out "$OUT"     # needs vLLM installed (prepared, not yet run)
 
 Model: Qwen2-VL-2B-Instruct's published architecture (2,208,985,600 parameters), randomly initialised in bfloat16
 directly on the GPU by `captioner.models.qwen2vl_from_config`, with the real Qwen2-VL processor built offline.
@@ -11,6 +12,11 @@ Images: 448x448 JPEGs (256 visual tokens each). Greedy, 128 new tokens at most.
         prompt, process, generate, decode — serially (here through `Captioner.caption([image])`).
   job   `recaption.run.run` on webdataset shards of the same images: the decode pool, batches of `--batch_size`,
         sidecar and stats writing, leases.
+
+With `--engine vllm` the same random weights are saved to a folder and loaded by `vllm.LLM` (bf16, one GPU):
+
+  bare  one `LLM.generate` over all job images, fitted beforehand (the engine's best case);
+  job   `recaption.run.run` with that engine: the decode pool, windows of `--window` requests, outputs, leases.
 
 A random model rarely stops before the cap, so both sides generate about `new_tokens` per image; the new-token
 counts are reported next to images/s. Writes `results.json` to --out.
@@ -106,6 +112,56 @@ def job(cap, pattern: str, out: Path, args) -> dict:
             "new_tokens_per_s": round(summary["new_tokens"] / seconds, 1), "errors": summary["errors"]}
 
 
+def vllm_side(cap, args, jpegs: list[bytes], pattern: str, work: Path) -> dict:
+    """Bare LLM.generate vs the job, both on one vLLM engine over `cap`'s weights."""
+    from PIL import Image
+    from vllm import SamplingParams
+
+    from captioner.inference import fit_image
+    from omnicap.config import load
+    from recaption.config import RecaptionConfig
+    from recaption.engines import VllmEngine
+    from recaption.run import run
+
+    folder = work / "model"
+    cap.model.save_pretrained(folder)
+    cap.processor.save_pretrained(folder)
+    settings = {"tasks": [args.task], "progress": False, "model.path": str(folder), "engine": "vllm",
+                "model.min_pixels": cap.min_pixels, "model.max_pixels": cap.max_pixels,
+                "generation.max_new_tokens": args.new_tokens, "decode.workers": args.decode_workers,
+                "vllm.window": args.window, "vllm.max_num_seqs": args.max_num_seqs, "vllm.dtype": "bfloat16",
+                "vllm.max_model_len": 4096, "vllm.gpu_memory_utilization": 0.8}
+    t0 = time.perf_counter()
+    engine = VllmEngine(load(RecaptionConfig, [], {**settings, "input": "unused", "output": "unused"}))
+    start_s = time.perf_counter() - t0
+    images = [fit_image(Image.open(io.BytesIO(b)), cap.min_pixels, cap.max_pixels) for b in jpegs[: args.job_images]]
+    params = SamplingParams(max_tokens=args.new_tokens, temperature=0.0, stop_token_ids=engine.stop_ids,
+                            detokenize=False)
+    prompt = engine.prompts[args.task]
+    requests = [{"prompt": prompt, "multi_modal_data": {"image": im}} for im in images]
+    engine.llm.generate(requests[:8], params, use_tqdm=False)  # warm-up
+    t0 = time.perf_counter()
+    outs = engine.llm.generate(requests, params, use_tqdm=False)
+    bare_s = time.perf_counter() - t0
+    bare_tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+    out = work / "vllm-out"
+    cfg = load(RecaptionConfig, [], {**settings, "input": pattern, "output": str(out)})
+    t0 = time.perf_counter()
+    if run(cfg, engine) != 0:
+        raise SystemExit("the vllm job failed")
+    job_s = time.perf_counter() - t0
+    summary = json.loads((out / "summary.json").read_text())
+    engine.close()
+    n = len(images)
+    return {"engine_start_s": round(start_s, 1),
+            "bare": {"images": n, "seconds": round(bare_s, 2), "images_per_s": round(n / bare_s, 3),
+                     "new_tokens": bare_tokens, "new_tokens_per_s": round(bare_tokens / bare_s, 1)},
+            "job": {"images": summary["samples_in"], "seconds": round(job_s, 2),
+                    "images_per_s": round(summary["samples_in"] / job_s, 3), "new_tokens": summary["new_tokens"],
+                    "new_tokens_per_s": round(summary["new_tokens"] / job_s, 1), "errors": summary["errors"]},
+            "job_over_bare": round(bare_s / job_s, 3)}
+
+
 def main(argv=None) -> dict:
     import torch
     from PIL import Image
@@ -122,6 +178,10 @@ def main(argv=None) -> dict:
     p.add_argument("--per_shard", type=int, default=64)
     p.add_argument("--decode_workers", type=int, default=4)
     p.add_argument("--task", default="detailed")
+    p.add_argument("--engine", choices=["hf", "vllm"], default="hf",
+                   help="vllm: bare LLM.generate vs the job on one vLLM engine (besides the hf loop and job)")
+    p.add_argument("--window", type=int, default=1024, help="vllm: requests per LLM.generate call of the job")
+    p.add_argument("--max_num_seqs", type=int, default=256, help="vllm: sequences decoded at once")
     p.add_argument("--out", default=os.environ.get("OUT", "."))
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -143,6 +203,13 @@ def main(argv=None) -> dict:
         print(f"one image per call: {loop}", file=sys.stderr)
         batched = job(cap, pattern, work / "out", args)
         print(f"recaption job:      {batched}", file=sys.stderr)
+        vllm = None
+        if args.engine == "vllm":
+            cap.model.to("cpu")  # hand the GPU to vLLM
+            if args.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            vllm = vllm_side(cap, args, jpegs, pattern, work)
+            print(f"vllm:               {vllm}", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {
@@ -152,6 +219,9 @@ def main(argv=None) -> dict:
         "one_image_per_call": loop, "job": batched,
         "speedup": round(batched["images_per_s"] / loop["images_per_s"], 2),
     }
+    if vllm is not None:
+        result["vllm"] = vllm
+        result["vllm_job_over_hf_job"] = round(vllm["job"]["images_per_s"] / batched["images_per_s"], 2)
     if args.device.startswith("cuda"):
         result["max_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
     Path(args.out).mkdir(parents=True, exist_ok=True)

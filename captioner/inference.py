@@ -133,7 +133,7 @@ class Captioner:
         self.tasks = TASKS if tasks is None else tasks
         self._weights_id = weights_id
         self.processor.tokenizer.padding_side = "left"
-        self.stop_ids = tuple(self.processor.tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS)
+        self.stop_ids = stop_ids(self.processor.tokenizer)
 
     @classmethod
     def from_pretrained(
@@ -185,18 +185,9 @@ class Captioner:
         """Identifies what produces the captions: weights, architecture config, processor and pixel settings."""
         if self._weights_id is None:
             self._weights_id = hash_weights(self.model)
-        tok = self.processor.tokenizer
-        parts = {
-            "weights": self._weights_id,
-            "config": self.model.config.to_json_string(use_diff=False),
-            "dtype": str(next(self.model.parameters()).dtype),
-            "pixels": [self.min_pixels, self.max_pixels],
-            "chat_template": hashlib.sha256(str(self.processor.chat_template).encode()).hexdigest(),
-            "vocab": len(tok),
-            "tasks": {name: [t.system, t.question] for name, t in sorted(self.tasks.items())},
-        }
-        digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-        return f"{self.source}@{digest}"
+        return model_fingerprint(self.source, self._weights_id, self.model.config.to_json_string(use_diff=False),
+                                 str(next(self.model.parameters()).dtype), self.processor,
+                                 self.min_pixels, self.max_pixels, self.tasks)
 
     def visual_tokens(self, image: Image.Image) -> int:
         """Number of visual tokens the image takes in the prompt (after fitting)."""
@@ -214,8 +205,7 @@ class Captioner:
         texts = []
         for item, name in zip(media, task_types):
             kind = "video" if isinstance(item, (list, tuple)) else "image"
-            messages = get_task(name, self.tasks).messages(media=kind)
-            texts.append(self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+            texts.append(chat_prompt(self.processor, get_task(name, self.tasks), kind))
         return texts
 
     def encode(self, media: list, task_types: list[str]):
@@ -291,15 +281,60 @@ class Captioner:
         return [self._result(row, n) for row, n in zip(new.tolist(), prompt_tokens)]
 
     def _result(self, ids: list[int], prompt_tokens: int) -> CaptionResult:
-        stop = next((i for i, t in enumerate(ids) if t in self.stop_ids), None)
-        kept = ids if stop is None else ids[:stop]
-        text = self.processor.tokenizer.decode(kept, skip_special_tokens=True).strip()
-        return CaptionResult(
-            text=text,
-            prompt_tokens=int(prompt_tokens),
-            new_tokens=len(ids) if stop is None else stop + 1,
-            finish_reason="length" if stop is None else "stop",
-        )
+        return result_from_ids(self.processor.tokenizer, ids, prompt_tokens)
+
+
+def stop_ids(tokenizer) -> tuple[int, ...]:
+    """The ids of STOP_TOKENS in this tokenizer (the real and the toy vocabulary place them differently)."""
+    return tuple(tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS)
+
+
+def result_from_ids(tokenizer, ids: list[int], prompt_tokens: int) -> CaptionResult:
+    """The caption of generated token ids: cut at the first stop token (counted as generated), decoded, stripped.
+    Shared by every engine that returns token ids, so equal ids give equal captions."""
+    stops = stop_ids(tokenizer)
+    stop = next((i for i, t in enumerate(ids) if t in stops), None)
+    kept = ids if stop is None else ids[:stop]
+    text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+    return CaptionResult(
+        text=text,
+        prompt_tokens=int(prompt_tokens),
+        new_tokens=len(ids) if stop is None else stop + 1,
+        finish_reason="length" if stop is None else "stop",
+    )
+
+
+def chat_prompt(processor, task: Task, media: str = "image") -> str:
+    """The prompt text of one request: the task's system prompt and question through the processor's chat template
+    (one vision placeholder, expanded to the image's visual tokens by the processor)."""
+    return processor.apply_chat_template(task.messages(media=media), add_generation_prompt=True, tokenize=False)
+
+
+def model_fingerprint(source: str, weights_id: str, config_json: str, dtype: str, processor, min_pixels: int,
+                      max_pixels: int, tasks: dict[str, Task]) -> str:
+    """`source@digest` over what makes a captioner's output: weights, config, dtype, pixel bounds, chat template,
+    vocabulary and the task registry."""
+    parts = {
+        "weights": weights_id,
+        "config": config_json,
+        "dtype": dtype,
+        "pixels": [int(min_pixels), int(max_pixels)],
+        "chat_template": hashlib.sha256(str(processor.chat_template).encode()).hexdigest(),
+        "vocab": len(processor.tokenizer),
+        "tasks": {name: [t.system, t.question] for name, t in sorted(tasks.items())},
+    }
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{source}@{digest}"
+
+
+def weights_id_of(name: str, config, revision: str | None = None) -> str:
+    """What identifies saved weights: the sha256 of a folder's weight files (memoised), or hub id @ commit."""
+    folder = Path(name)
+    if folder.is_dir():
+        weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+        memo = Path(os.environ.get("OMNICAP_CACHE") or Path.home() / ".cache" / "omnicaptioner")
+        return "files:" + hashlib.sha256("|".join(f"{p.name}={_hash_file(p, memo)}" for p in weights).encode()).hexdigest()
+    return f"hub:{name}@{getattr(config, '_commit_hash', None) or revision or 'unknown'}"
 
 
 def _load_pretrained(name: str, dtype: torch.dtype, revision: str | None):
@@ -316,12 +351,6 @@ def _load_pretrained(name: str, dtype: torch.dtype, revision: str | None):
     model = _model_class(config).from_pretrained(name, revision=revision, dtype=dtype)
     if folder.is_dir():
         processor = AutoProcessor.from_pretrained(name) if _has_processor(folder) else load_processor(family_of(config))
-        weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
-        memo = Path(os.environ.get("OMNICAP_CACHE") or Path.home() / ".cache" / "omnicaptioner")
-        weights_id = (
-            "files:" + hashlib.sha256("|".join(f"{p.name}={_hash_file(p, memo)}" for p in weights).encode()).hexdigest()
-        )
     else:
         processor = AutoProcessor.from_pretrained(name, revision=revision)
-        weights_id = f"hub:{name}@{getattr(config, '_commit_hash', None) or revision or 'unknown'}"
-    return model, processor, weights_id
+    return model, processor, weights_id_of(name, config, revision)

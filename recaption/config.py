@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from omnicap.config import Config
 from omnicap.tracking import WandbConfig
@@ -21,6 +21,8 @@ class ModelConfig(Config):
     max_pixels: int | None = None
     """largest image area after resizing to the 28-px Qwen grid; None keeps the model's saved bounds, e.g.
     200704 = 448x448 = 256 visual tokens"""
+    revision: str | None = None
+    """hub revision (branch, tag or commit) of a hub id; part of the fingerprint"""
 
 
 class GenerationConfig(Config):
@@ -78,6 +80,57 @@ class RepetitionConfig(Config):
     """keep looping captions in the outputs (they are counted either way)"""
 
 
+class VllmConfig(Config):
+    """`--engine vllm`: one in-process `vllm.LLM` per worker (launch one worker per GPU, or per tensor-parallel group)."""
+
+    window: int = 1024
+    """requests handed to one `LLM.generate` call (vLLM batches them continuously; keep it a few times max_num_seqs
+    so the batch stays full); the next window is gathered and its images decoded while this one generates"""
+    max_num_seqs: int = 256
+    """sequences vLLM decodes at once"""
+    max_model_len: int | None = None
+    """context length per request (prompt with its visual tokens + caption); None = the model's (a smaller value
+    saves KV-cache memory: e.g. 2048 is plenty for 1280 visual tokens and 512 new tokens)"""
+    gpu_memory_utilization: float = 0.9
+    """share of the GPU's memory vLLM takes for weights, activations and KV cache"""
+    tensor_parallel_size: int = 1
+    """GPUs one engine spans, n (for a model that does not fit one GPU): launch one worker per n GPUs; worker
+    LOCAL_RANK takes GPUs LOCAL_RANK*n ... LOCAL_RANK*n+n-1 of those visible (one GPU per worker with the default 1)"""
+    enforce_eager: bool = False
+    """skip CUDA-graph capture: faster start, slower decoding (true on CPU)"""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
+    """weights dtype; None follows model.dtype, else vLLM's auto (the checkpoint's dtype, bf16 for fp32 on GPU)"""
+    extra: dict[str, Any] = {}
+    """further `vllm.LLM` keyword arguments, e.g. {quantization: fp8, kv_cache_dtype: fp8}; part of the fingerprint"""
+
+
+class OpenAIConfig(Config):
+    """`--engine openai`: any OpenAI-compatible chat-completions server (vllm serve, SGLang, LMDeploy, a hosted API)."""
+
+    base_url: str = ""
+    """the server's API root, e.g. http://127.0.0.1:8000/v1 (requests go to BASE_URL/chat/completions)"""
+    model: str = ""
+    """the served model name (`GET BASE_URL/models` lists them)"""
+    api_key_env: str = "OPENAI_API_KEY"
+    """environment variable holding the API key (sent as a Bearer token; none is sent when it is unset)"""
+    concurrency: int = 32
+    """requests in flight at once"""
+    window: int = 256
+    """requests handed to the client at once (keep it a few times concurrency)"""
+    timeout_s: float = 120.0
+    """per-request timeout"""
+    retries: int = 5
+    """retries of a request after a 429, a 5xx, a timeout or a connection error (then the caption is an
+    engine_error and the shard goes on)"""
+    backoff_s: float = 1.0
+    """first retry delay, doubled at each retry (a server's Retry-After wins), capped at max_backoff_s"""
+    max_backoff_s: float = 30.0
+    """longest delay between two tries"""
+    image_format: Literal["png", "jpeg"] = "png"
+    """encoding of the data-URL images: png is lossless (the server sees the pixels the decode pool fitted, as the
+    in-process engines do); jpeg (quality 95) is ~5x smaller on the wire"""
+
+
 class RecaptionConfig(Config):
     input: str | list[str] = ""
     """shards: local paths or webdataset urls, brace-expanded ('DIR/{00000..00099}.tar'); '::' joins patterns"""
@@ -93,9 +146,14 @@ class RecaptionConfig(Config):
     """redo shards whose outputs were made with a different fingerprint (otherwise the run refuses)"""
     progress: bool = True
     """progress bar (images/s, tokens/s, ETA) on the first worker"""
+    engine: Literal["hf", "vllm", "openai"] = "hf"
+    """hf: Hugging Face generate in-process; vllm: an in-process vLLM engine (settings `vllm.*`); openai: an
+    OpenAI-compatible server (settings `openai.*`). Images are decoded and fitted by the job's decode pool for all."""
     model: ModelConfig = ModelConfig()
     generation: GenerationConfig = GenerationConfig()
     decode: DecodeConfig = DecodeConfig()
     lease: LeaseConfig = LeaseConfig()
     repetition: RepetitionConfig = RepetitionConfig()
+    vllm: VllmConfig = VllmConfig()
+    openai: OpenAIConfig = OpenAIConfig()
     wandb: WandbConfig = WandbConfig()

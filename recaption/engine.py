@@ -1,10 +1,12 @@
-"""Captioning one shard: read → decode/resize in the pool → batches grouped by (task type, visual tokens) → generate.
+"""Captioning one shard: read → decode/resize in the pool → batches of requests → the engine (recaption.engines).
 
-The captioner is `captioner.inference.Captioner` (anything with its `caption`, `visual_tokens` methods works). A
-batch holds one task type and one visual-token count, so prompts have equal length and need no padding. Batching
-depends only on the shard's content (decoded results come back in shard order), so a shard captioned again after a
-crash gets the same batches and, with greedy decoding, the same captions. A batch that raises is retried one caption
-at a time; a caption that still raises is an engine error. Nothing here writes files.
+For an engine with `equal_lengths` (hf) a batch holds one task type and one visual-token count, so prompts have
+equal length and need no padding; other engines (vllm, openai) take any mix, `engine.batch_size` requests per call.
+Batching depends only on the shard's content (decoded results come back in shard order), so a shard captioned again
+after a crash gets the same batches and, with greedy decoding, the same captions. One batch is in the engine (on a
+helper thread) while the next is gathered; results are recorded in order on the calling thread. A batch that raises
+is retried one caption at a time; a caption that still raises, or that the engine reports failed, is an engine
+error. Nothing here writes files.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -91,8 +94,8 @@ Progress = Callable[[int, int], None]
 
 
 class ShardCaptioner:
-    def __init__(self, captioner, cfg: RecaptionConfig, pool: DecodePool, progress: Progress | None = None):
-        self.captioner, self.cfg, self.pool = captioner, cfg, pool
+    def __init__(self, engine, cfg: RecaptionConfig, pool: DecodePool, progress: Progress | None = None):
+        self.engine, self.cfg, self.pool = engine, cfg, pool
         self.progress = progress or (lambda images, tokens: None)
         gen = cfg.generation
         self.generate_kwargs = dict(
@@ -107,27 +110,32 @@ class ShardCaptioner:
         torch.manual_seed(self.cfg.generation.seed)
         state = _ShardState(list(self.cfg.tasks))
         reader = ShardReader(url)
-        buckets: dict[tuple[str, int], list[Item]] = {}
-        decoded_stream = self.pool.map(self._jobs(reader, state))
-        while True:
-            t0 = time.perf_counter()
-            decoded = next(decoded_stream, None)
-            state.timings["input_wait_s"] += time.perf_counter() - t0
-            if decoded is None:
-                break
-            if decoded.error:
-                state.fail(decoded.index, decoded.error, decoded.detail)
-                self.progress(1, 0)
-                continue
-            tokens = self.captioner.visual_tokens(decoded.image)
-            state.remaining[decoded.index] = len(state.tasks)
-            for task in state.tasks:
-                bucket = buckets.setdefault((task, tokens), [])
-                bucket.append(Item(decoded.index, task, decoded.image))
-                if len(bucket) >= self.cfg.generation.batch_size:
-                    self._run_batch(buckets.pop((task, tokens)), state)
-        for bucket in buckets.values():
-            self._run_batch(bucket, state)
+        buckets: dict[tuple[str, int] | None, list[Item]] = {}
+        size = max(1, self.engine.batch_size)
+        with ThreadPoolExecutor(1, thread_name_prefix="engine") as runner:
+            inflight = None
+            decoded_stream = self.pool.map(self._jobs(reader, state))
+            while True:
+                t0 = time.perf_counter()
+                decoded = next(decoded_stream, None)
+                state.timings["input_wait_s"] += time.perf_counter() - t0
+                if decoded is None:
+                    break
+                if decoded.error:
+                    state.fail(decoded.index, decoded.error, decoded.detail)
+                    self.progress(1, 0)
+                    continue
+                tokens = self.engine.visual_tokens(decoded.image) if self.engine.equal_lengths else None
+                state.remaining[decoded.index] = len(state.tasks)
+                for task in state.tasks:
+                    key = (task, tokens) if self.engine.equal_lengths else None
+                    bucket = buckets.setdefault(key, [])
+                    bucket.append(Item(decoded.index, task, decoded.image))
+                    if len(bucket) >= size:
+                        inflight = self._submit(runner, buckets.pop(key), inflight, state)
+            for bucket in buckets.values():
+                inflight = self._submit(runner, bucket, inflight, state)
+            self._collect(inflight, state)
         state.timings["total_s"] = time.perf_counter() - start
         return state.result(reader.report)
 
@@ -148,34 +156,64 @@ class ShardCaptioner:
                 continue
             yield DecodeJob(sample.index, member.data)
 
-    def _run_batch(self, items: list[Item], state: _ShardState) -> None:
+    def _generate(self, items: list[Item]) -> tuple[list, float]:
+        t0 = time.perf_counter()
+        results = self.engine.caption([it.image for it in items], [it.task for it in items], **self.generate_kwargs)
+        if len(results) != len(items):
+            raise RuntimeError(f"the engine returned {len(results)} results for {len(items)} requests")
+        return results, time.perf_counter() - t0
+
+    def _submit(self, runner: ThreadPoolExecutor, items: list[Item], inflight, state: _ShardState):
+        """Records the batch in the engine (waiting for it), then hands `items` to the engine."""
+        self._collect(inflight, state)
+        return items, runner.submit(self._generate, items)
+
+    def _collect(self, inflight: tuple[list[Item], Future] | None, state: _ShardState) -> None:
+        if inflight is None:
+            return
+        items, future = inflight
         t0 = time.perf_counter()
         try:
-            results = self.captioner.caption([it.image for it in items], items[0].task, **self.generate_kwargs)
+            results, seconds = future.result()
         except Exception as e:  # noqa: BLE001 - one bad caption must not stop the shard; isolated below
-            state.timings["generate_s"] += time.perf_counter() - t0
+            state.timings["engine_wait_s"] += time.perf_counter() - t0
             if len(items) > 1:
                 for item in items:
-                    self._run_batch([item], state)
+                    self._run_alone(item, state)
                 return
-            state.fail(items[0].index, errors.ENGINE_ERROR, f"{items[0].task}: {type(e).__name__}: {e}")
-            self._finish(items[0], state, 0)
+            self._record(items[0], e, state)
             return
-        state.timings["generate_s"] += time.perf_counter() - t0
+        state.timings["engine_wait_s"] += time.perf_counter() - t0
+        state.timings["generate_s"] += seconds
         for item, result in zip(items, results):
-            state.prompt_tokens += result.prompt_tokens
-            state.new_tokens += result.new_tokens
-            if not result.text.strip():
-                state.fail(item.index, errors.EMPTY_CAPTION, f"{item.task}: {result.new_tokens} new tokens, no text")
-                self._finish(item, state, result.new_tokens)
-                continue
-            if is_looping(result.text, result.finish_reason, **self.loop_thresholds):
-                state.fail(item.index, errors.REPETITION, f"{item.task}: ...{result.text[-120:]}")
-                if not self.cfg.repetition.keep:
-                    self._finish(item, state, result.new_tokens)
-                    continue
-            state.captions.setdefault(item.index, {})[item.task] = result.text
+            self._record(item, result, state)
+
+    def _run_alone(self, item: Item, state: _ShardState) -> None:
+        try:
+            results, seconds = self._generate([item])
+        except Exception as e:  # noqa: BLE001 - this caption's engine error
+            results, seconds = [e], 0.0
+        state.timings["generate_s"] += seconds
+        self._record(item, results[0], state)
+
+    def _record(self, item: Item, result, state: _ShardState) -> None:
+        if isinstance(result, BaseException):
+            state.fail(item.index, errors.ENGINE_ERROR, f"{item.task}: {type(result).__name__}: {result}")
+            self._finish(item, state, 0)
+            return
+        state.prompt_tokens += result.prompt_tokens
+        state.new_tokens += result.new_tokens
+        if not result.text.strip():
+            state.fail(item.index, errors.EMPTY_CAPTION, f"{item.task}: {result.new_tokens} new tokens, no text")
             self._finish(item, state, result.new_tokens)
+            return
+        if is_looping(result.text, result.finish_reason, **self.loop_thresholds):
+            state.fail(item.index, errors.REPETITION, f"{item.task}: ...{result.text[-120:]}")
+            if not self.cfg.repetition.keep:
+                self._finish(item, state, result.new_tokens)
+                return
+        state.captions.setdefault(item.index, {})[item.task] = result.text
+        self._finish(item, state, result.new_tokens)
 
     def _finish(self, item: Item, state: _ShardState, new_tokens: int) -> None:
         state.remaining[item.index] -= 1

@@ -1,6 +1,7 @@
 """The fingerprint of a job's outputs: everything that changes what a caption says.
 
-Model (the captioner's own fingerprint: path/revision + weights or config + processor settings), task types,
+Engine (hf, vllm or openai, with its version: transformers, vLLM, the server's), model (the engine's fingerprint of
+it: path + weights or config + processor settings, or the served model name) and its revision, task types,
 generation settings, image sizing, which samples are skipped, the repetition detector, and the output layout. Not
 included: batch size, worker counts, lease timing — they change speed, not captions. A rerun whose fingerprint
 differs from a finished shard's stats refuses (naming what changed) unless `--overwrite`.
@@ -15,14 +16,17 @@ from recaption.config import RecaptionConfig
 from recaption.errors import FingerprintMismatch
 
 
-def job_fingerprint(cfg: RecaptionConfig, model_fingerprint: str) -> dict:
+def job_fingerprint(cfg: RecaptionConfig, engine: dict) -> dict:
+    """engine: `engine.fingerprint()` = {name, version, model, revision, ...engine-specific settings}."""
     gen = cfg.generation.model_dump()
     gen.pop("batch_size")
     if not gen["do_sample"]:
         for key in ("temperature", "top_p", "top_k", "seed"):
             gen.pop(key)
     settings = {
-        "model": model_fingerprint,
+        "engine": {k: v for k, v in engine.items() if k not in ("model", "revision")},
+        "model": engine["model"],
+        "revision": engine.get("revision"),
         "tasks": list(cfg.tasks),
         "generation": gen,
         "pixels": {"min": cfg.model.min_pixels, "max": cfg.model.max_pixels},

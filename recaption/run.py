@@ -3,8 +3,8 @@
     python -m recaption run --config configs/recaption/toy.yaml --input 'DIR/{00000..00099}.tar' --output OUT
     torchrun --nproc_per_node 8 -m recaption run ...        # or accelerate launch / srun: same command
 
-Every process is an independent worker: it loads the captioner on its own device (cuda:LOCAL_RANK when CUDA is
-available), then claims unfinished shards one at a time through lease files in OUT (see recaption.leases) until
+Every process is an independent worker: it loads its engine (`--engine hf`: the captioner on cuda:LOCAL_RANK when CUDA
+is available; `vllm`: a vLLM engine on this worker's GPU; `openai`: a client of a served endpoint), then claims unfinished shards one at a time through lease files in OUT (see recaption.leases) until
 every shard is finished. Rank and world size (RANK/WORLD_SIZE from torchrun and accelerate, SLURM_PROCID/
 SLURM_NTASKS from srun) only decide where in the shard list a worker starts and which worker shows the progress
 bar and writes the job summary; no process group is needed, and workers may come and go. A rerun of the same
@@ -27,6 +27,7 @@ from omnicap.tracking import init_wandb
 from recaption.config import ModelConfig, RecaptionConfig
 from recaption.decode import DecodePool, Limits
 from recaption.engine import ShardCaptioner, ShardResult
+from recaption.engines import EngineBase, HFEngine, load_engine
 from recaption.errors import CAPTION_ERRORS, RecaptionError
 from recaption.fingerprint import check_compatible, job_fingerprint
 from recaption.leases import Heartbeat, Lease, new_token, try_claim
@@ -65,7 +66,8 @@ def load_captioner(model: ModelConfig, dist: DistInfo):
 
     try:
         return Captioner.from_pretrained(model.path, device=pick_device(model, dist), dtype=model.dtype,
-                                         min_pixels=model.min_pixels, max_pixels=model.max_pixels)
+                                         min_pixels=model.min_pixels, max_pixels=model.max_pixels,
+                                         revision=model.revision)
     except (OSError, ValueError) as e:
         raise RecaptionError(f"cannot load the captioner --model.path={model.path!r}: {e}") from None
 
@@ -105,9 +107,9 @@ class WorkerReport:
 class Worker:
     """Claims and captions shards until every shard is finished (or failed here)."""
 
-    def __init__(self, cfg: RecaptionConfig, captioner, fingerprint: dict, shards: dict[str, str], dist: DistInfo,
-                 pool: DecodePool):
-        self.cfg, self.captioner, self.fingerprint, self.shards, self.dist = cfg, captioner, fingerprint, shards, dist
+    def __init__(self, cfg: RecaptionConfig, engine: EngineBase, fingerprint: dict, shards: dict[str, str],
+                 dist: DistInfo, pool: DecodePool):
+        self.cfg, self.engine, self.fingerprint, self.shards, self.dist = cfg, engine, fingerprint, shards, dist
         self.pool = pool
         self.finished: set[str] = set()
         self.out = Path(cfg.output)
@@ -140,7 +142,7 @@ class Worker:
         finished = [s for n in self.shards if (s := load_stats(self.paths(n).stats))]
         per_shard = sum(s.get("samples_in", 0) for s in finished) / len(finished) if finished else None
         self.bar = ProgressBar(self.cfg.progress and self.dist.rank == 0, len(todo), self.dist.world, per_shard)
-        self.engine = ShardCaptioner(self.captioner, self.cfg, self.pool, self.bar)
+        self.shard_captioner = ShardCaptioner(self.engine, self.cfg, self.pool, self.bar)
         self.heartbeat = Heartbeat(self.cfg.lease.heartbeat_s)
         try:
             self._loop()
@@ -189,7 +191,7 @@ class Worker:
         paths.remove_partials()
         paths.stats.unlink(missing_ok=True)  # only reached for a missing stats file or with --overwrite
         self._log(f"{name}: captioning {url}")
-        result = self.engine.caption_shard(url)
+        result = self.shard_captioner.caption_shard(url)
         if lease.lost.is_set() or not lease.still_mine():
             self._log(f"{name}: lease lost to another worker; not publishing")
             return
@@ -250,20 +252,40 @@ def _shard_line(name: str, stats: dict) -> str:
     return line if stats["complete"] else f"{line}; INCOMPLETE SHARD: {stats['problem']}"
 
 
-def run(cfg: RecaptionConfig, captioner=None) -> int:
-    """The whole job for this worker; `captioner` (already loaded, e.g. by a benchmark) replaces `cfg.model.path`."""
+def make_engine(cfg: RecaptionConfig, dist: DistInfo) -> EngineBase:
+    if cfg.engine == "hf":
+        return HFEngine(load_captioner(cfg.model, dist), cfg.generation.batch_size, cfg.model.revision)
+    return load_engine(cfg, dist.local_rank)
+
+
+def run(cfg: RecaptionConfig, engine=None) -> int:
+    """The whole job for this worker. `engine`: an engine already loaded (kept open), or a `Captioner` (run with
+    `--engine hf` semantics), e.g. from a benchmark or a test; it replaces `cfg.model.path` and `cfg.engine`."""
     start = time.perf_counter()
     shards = validate(cfg)
     dist = dist_from_env()
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    captioner = captioner if captioner is not None else load_captioner(cfg.model, dist)
-    pool = decode_pool(cfg, captioner.min_pixels, captioner.max_pixels)  # images fitted exactly as in training
+    owned = engine is None
+    if owned:
+        engine = make_engine(cfg, dist)
+    elif not isinstance(engine, EngineBase):
+        engine = HFEngine(engine, cfg.generation.batch_size, cfg.model.revision)
     try:
-        fingerprint = job_fingerprint(cfg, captioner.fingerprint())
+        return _run(cfg, engine, shards, dist, out, start)
+    finally:
+        if owned:
+            engine.close()
+
+
+def _run(cfg: RecaptionConfig, engine: EngineBase, shards: dict[str, str], dist: DistInfo, out: Path,
+         start: float) -> int:
+    pool = decode_pool(cfg, engine.min_pixels, engine.max_pixels)  # images fitted exactly as in training
+    try:
+        fingerprint = job_fingerprint(cfg, engine.fingerprint())
         finished = {n: s for n in shards if (s := load_stats(ShardPaths(out, n, cfg.suffix, cfg.mode).stats))}
         check_compatible(finished, fingerprint, cfg.overwrite)
-        worker = Worker(cfg, captioner, fingerprint, shards, dist, pool)
+        worker = Worker(cfg, engine, fingerprint, shards, dist, pool)
         if dist.rank == 0:
             with atomic_open(out / "recaption.yaml", "w") as f:
                 f.write(dump(cfg))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 import tarfile
 import zlib
 from pathlib import Path
@@ -123,19 +124,76 @@ def lively_model(tmp_path_factory) -> str:
     ("\\n") whatever the image: every caption comes out empty. Untying the output layer and amplifying the vision
     merger's output makes captions depend on the image, which the equality tests need.
     """
+    return build_lively_model(tmp_path_factory.mktemp("lively-captioner"))
+
+
+def build_lively_model(folder, heads: int = 4, kv_heads: int = 2) -> str:
+    """Saves the lively tiny Qwen2-VL (see `lively_model`) to `folder`; heads=2 gives head_dim 32 (vLLM's CPU
+    attention refuses the factory's 16)."""
     import torch
     from transformers import Qwen2VLForConditionalGeneration
 
-    from captioner.models import load_processor, tiny_qwen2vl_config
+    from captioner.models import TinySize, load_processor, tiny_qwen2vl_config
 
-    config = tiny_qwen2vl_config()
+    config = tiny_qwen2vl_config(TinySize(heads=heads, kv_heads=kv_heads))
     config.tie_word_embeddings = config.text_config.tie_word_embeddings = False
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = Qwen2VLForConditionalGeneration(config).float()
     with torch.no_grad():
         model.model.visual.merger.mlp[-1].weight.mul_(30)
-    folder = tmp_path_factory.mktemp("lively-captioner")
     model.save_pretrained(folder)
     load_processor("qwen2_vl").save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def lively_model_hd32(tmp_path_factory) -> str:
+    """The lively model with head_dim 32, which every engine (hf, vllm, openai) can run."""
+    return build_lively_model(tmp_path_factory.mktemp("lively-captioner-hd32"), heads=2, kv_heads=1)
+
+
+def _load_chat_server():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recaption_chat_server", Path(__file__).with_name("chat_server.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def start_chat_server(model_folder: str, max_pixels: int = 12544, name: str = "lively"):
+    """A loopback OpenAI-compatible server (tests/recaption/chat_server.py) captioning with our Captioner."""
+    from captioner.inference import Captioner
+
+    return _load_chat_server().ChatServer(Captioner.from_pretrained(model_folder, max_pixels=max_pixels), name)
+
+
+@pytest.fixture(scope="session")
+def chat_server(lively_model):
+    """The server for `lively_model` (the one the hf tests use), shared by a session; reset before each use."""
+    server = start_chat_server(lively_model)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def served(chat_server):
+    chat_server.reset()
+    yield chat_server
+    chat_server.reset()
+
+
+@pytest.fixture
+def chat_server_for():
+    """start(model folder) -> a loopback server for that model, closed after the test."""
+    servers = []
+
+    def start(folder: str, max_pixels: int = 12544):
+        servers.append(start_chat_server(folder, max_pixels))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

@@ -15,6 +15,7 @@ from omnicap.config import load
 from recaption.config import RecaptionConfig
 from recaption.decode import DecodePool, Limits
 from recaption.engine import ShardCaptioner
+from recaption.engines import HFEngine
 
 
 class Routed:
@@ -49,7 +50,8 @@ def make_cfg(**overrides):
 
 def caption(routed, shard, cfg):
     fit = functools.partial(fit_image, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
-    return ShardCaptioner(routed, cfg, DecodePool(fit, Limits(), workers=0)).caption_shard(str(shard))
+    engine = HFEngine(routed, cfg.generation.batch_size)
+    return ShardCaptioner(engine, cfg, DecodePool(fit, Limits(), workers=0)).caption_shard(str(shard))
 
 
 def test_engine_error_and_repetition_counted_rest_captioned(tmp_path, shards, routed):

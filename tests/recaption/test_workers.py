@@ -80,9 +80,11 @@ tail -c +"$(($1 + 1))" "$3"
 
 
 @pytest.mark.slow
-def test_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, shards, lively_model):
+@pytest.mark.parametrize("engine", ["hf", "openai"])
+def test_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, shards, lively_model, engine, request):
     """Shard 00001 is read through a `pipe:` url that stalls after its fifth sample, so the worker is killed while
-    that shard is half captioned, whatever the machine's speed."""
+    that shard is half captioned, whatever the machine's speed. openai: the worker captions through a loopback server
+    of the same model (tests/recaption/chat_server.py)."""
     sizes = [3, 8, 3]
     for s, n in enumerate(sizes):
         shards.good_shard(tmp_path / "in" / f"{s:05d}.tar", n, start=100 * s)
@@ -92,6 +94,10 @@ def test_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, shards, livel
     script.write_text(SLOW_CAT)
     inp = f"{tmp_path}/in/00000.tar::pipe:sh {script} {stall_at} {stop} {tmp_path}/in/00001.tar::{tmp_path}/in/00002.tar"
     settings = fast(lively_model, "--generation.batch_size", "1", "--decode.workers", "1", "--tasks", "[detailed]")
+    if engine == "openai":
+        server = request.getfixturevalue("served")
+        settings += ["--engine", "openai", "--openai.base_url", server.base_url, "--openai.model", server.name,
+                     "--openai.window", "1"]
 
     victim = subprocess.Popen([sys.executable, "-m", "recaption", "run", "--input", inp, "--output",
                                str(tmp_path / "out"), *settings], cwd=REPO, env=ENV, stderr=subprocess.PIPE, text=True)
