@@ -125,8 +125,8 @@ class VllmEngine(EngineBase):
     def __init__(self, cfg: RecaptionConfig, local_rank: int = 0, llm=None):
         from transformers import AutoConfig, AutoProcessor
 
-        from captioner.inference import chat_prompt, stop_ids, weights_id_of
         from captioner.inference import TINY_SOURCES as tiny
+        from captioner.inference import chat_prompt, stop_ids, weights_id_of
         from captioner.tasks import get_task
 
         model, v = cfg.model, cfg.vllm
