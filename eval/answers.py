@@ -114,8 +114,9 @@ def choice_letter(response: str, options: list[str]) -> str | None:
 def normalise(text: str) -> str:
     text = text.lower().replace("colour", "color").replace("grey", "gray")
     text = re.sub(r"[^\w\s.-]", " ", text)
-    words = [w.strip(".-") for w in text.split()]
-    return " ".join(w for w in words if w and w not in ("a", "an", "the"))
+    words = [w for w in (w.strip(".-") for w in text.split()) if w]
+    kept = [w for w in words if w not in ("a", "an", "the")]
+    return " ".join(kept or words)  # an answer that is only "A" (a chart label) keeps it
 
 
 def as_number(text: str) -> float | None:

@@ -93,7 +93,8 @@ def score(q: Question, response: str) -> tuple[str | None, bool]:
 def settings_of(cfg: ReasonConfig) -> dict:
     """What decides the answers (not where they are written, how fast, or the logging)."""
     llm = cfg.llm.model_dump(mode="json", exclude={"workers", "batch_size", "device"})
-    llm["endpoint"].pop("timeout", None), llm["endpoint"].pop("retries", None)
+    for key in ("timeout", "retries", "api_key_env"):
+        llm["endpoint"].pop(key, None)
     caps = cfg.captions.model_dump(mode="json", exclude={"batch_size", "device"})
     return {"benchmark": cfg.benchmark, "data": str(Path(cfg.data).resolve()), "captions": caps, "llm": llm,
             "template": cfg.template, "blind_template": cfg.blind_template}  # fmt: skip
@@ -132,7 +133,8 @@ def summarize(cfg: ReasonConfig, questions: list[Question], rows: dict[str, dict
                "task": cfg.captions.task, "llm": cfg.llm.describe(), "questions": len(questions),
                "answered": len(scored), "errors": sum(1 for q in questions if "error" in rows.get(q.id, {}))}  # fmt: skip
     if scored:
-        summary |= accuracy(scored)
+        acc = accuracy(scored)
+        summary |= {"accuracy": acc["accuracy"], "types": acc["types"]}
         if cfg.benchmark == "mme":
             summary["mme"] = mme_scores(scored)
     return summary
