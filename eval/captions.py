@@ -74,13 +74,15 @@ class Reference:
     captions: dict[str, str] = field(default_factory=dict)
 
 
-def load_references(path: Path, root: Path | None, task: str) -> list[Reference]:
+def load_references(path: Path, root: Path | None, task: str, kinds: list[str] | None = None) -> list[Reference]:
     if not path.is_file():
         raise FileNotFoundError(f"references not found: {path}")
     root = root or path.parent
     refs: dict[str, Reference] = {}
 
     def add(image: str, where: str, rec: dict) -> None:
+        if kinds is not None and rec.get("kind") not in kinds:
+            return
         p = Path(image) if Path(image).is_absolute() else root / image
         ref = refs.setdefault(str(p), Reference(p, [], rec.get("task_type"), rec.get("kind"), rec.get("scene"),
                                                 rec.get("captions") or {}))  # fmt: skip
@@ -114,7 +116,7 @@ def load_references(path: Path, root: Path | None, task: str) -> list[Reference]
                 raise ValueError(f"{path}:{n}: a reference record needs `image`")
             add(image, f"{path}:{n}", rec)
     if not refs:
-        raise ValueError(f"{path}: no references")
+        raise ValueError(f"{path}: no references" + (f" of kinds {kinds}" if kinds is not None else ""))
     return list(refs.values())
 
 
@@ -214,13 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse(CaptionsConfig, argv, prog="python -m eval captions")
     if not cfg.references or not cfg.out or not cfg.sources:
         raise SystemExit("python -m eval captions: --references FILE, --sources {name: {...}} and --out DIR are required")
-    refs = load_references(Path(cfg.references), Path(cfg.images_root) if cfg.images_root else None,
-                           cfg.reference_task)  # fmt: skip
-    if cfg.kinds is not None:
-        refs = [r for r in refs if r.kind in cfg.kinds]
-    refs = refs[: cfg.limit]
-    if not refs:
-        raise SystemExit(f"{cfg.references}: no references left (kinds {cfg.kinds})")
+    root = Path(cfg.images_root) if cfg.images_root else None
+    refs = load_references(Path(cfg.references), root, cfg.reference_task, cfg.kinds)[: cfg.limit]
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "captions_config.yaml").write_text(dump(cfg))

@@ -229,3 +229,23 @@ def test_cli_tiny_local_llm(toy_eval, tmp_path):
     rows = _results(out)
     assert len(rows) == 3 and all(isinstance(r["response"], str) and "correct" in r for r in rows)
     assert json.loads((out / "summary.json").read_text())["llm"] == "local:tiny"
+
+
+
+def test_reader_reads_every_answer_from_true_captions(reader, tmp_path):
+    """The toy questions and the stand-in reader agree on 200 samples of every kind: each answer is in the caption
+    of the question's own task type (a check of the question set and the harness, not an LLM result)."""
+    from eval.answers import matches
+    from eval.caption_sources import read_caption_file
+    from toyworld import make
+
+    module, _ = reader
+    assert make.main(["--out", str(tmp_path), "--n", "200", "--seed", "11", "--size", "32", "--questions", "true"]) == 0
+    ev = tmp_path / "eval"
+    captions = read_caption_file(ev / "captions.truth.jsonl")
+    cfg = reason.ReasonConfig(data="q", out="o")
+    questions = load_questions("generic", ev / "questions.jsonl")
+    wrong = [q.id for q in questions
+             if not matches(module.answer(reason.build_prompt(cfg, q, captions.get(q.images[0], q.task_type))),
+                            q.answer)[1]]  # fmt: skip
+    assert len(questions) > 400 and wrong == []
