@@ -45,6 +45,8 @@ class ReasonConfig(Config):
     """the questions: a JSONL/JSON file, or (mme) the MME release folder"""
     images_root: str | None = None
     """folder that relative image paths start from; None: the questions file's folder"""
+    types: list[str] | None = None
+    """only questions of these types, or of types starting with "<entry>/" (toy world: [scene] = scene/*)"""
     limit: int | None = None
     """only the first N questions"""
     captions: CaptionSource = CaptionSource()
@@ -97,6 +99,7 @@ def settings_of(cfg: ReasonConfig) -> dict:
         llm["endpoint"].pop(key, None)
     caps = cfg.captions.model_dump(mode="json", exclude={"batch_size", "device"})
     return {"benchmark": cfg.benchmark, "data": str(Path(cfg.data).resolve()), "captions": caps, "llm": llm,
+            "types": cfg.types,
             "template": cfg.template, "blind_template": cfg.blind_template}  # fmt: skip
 
 
@@ -186,7 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse(ReasonConfig, argv, prog="python -m eval reason")
     if not cfg.data or not cfg.out:
         raise SystemExit("python -m eval reason: --data QUESTIONS and --out DIR are required")
-    questions = load_questions(cfg.benchmark, cfg.data, cfg.images_root)[: cfg.limit]
+    questions = load_questions(cfg.benchmark, cfg.data, cfg.images_root)
+    if cfg.types is not None:
+        questions = [q for q in questions if any(q.type == t or q.type.startswith(t + "/") for t in cfg.types)]
+    questions = questions[: cfg.limit]
+    if not questions:
+        raise SystemExit(f"{cfg.data}: no questions of types {cfg.types}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
