@@ -87,7 +87,10 @@ def test_toy_world_table(toy_eval, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     s = json.loads((out / "captions_summary.json").read_text())["sources"]
     assert list(s) == ["alt_text", "truth", "tiny"]
-    assert s["truth"]["bleu_4"] == pytest.approx(1.0) and s["truth"]["cider"] == pytest.approx(10.0)
+    # captions equal to their references: BLEU-1, ROUGE-L 1; CIDEr-D reaches 10 only with 4-grams (short captions
+    # of one object have three words), so it is only compared
+    assert s["truth"]["bleu_1"] == pytest.approx(1.0) and s["truth"]["rouge_l"] == pytest.approx(1.0)
+    assert s["truth"]["meteor"] > 0.9
     assert s["truth"]["object_recall"] == 1.0 and s["truth"]["count_acc"] == 1.0
     assert s["alt_text"]["cider"] < s["truth"]["cider"] and s["alt_text"]["object_recall"] < 1.0
     assert all(0 <= r["clipscore"] <= 100 and r["images"] == s["truth"]["images"] for r in s.values())
