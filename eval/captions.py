@@ -148,12 +148,50 @@ def coco_metrics(references: dict[str, list[str]], candidates: dict[str, str]) -
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     scores = {f"bleu_{n + 1}": float(b) for n, b in enumerate(bleu)}
     per: dict[str, dict] = {i: {} for i in ids}
-    for name, scorer in (("meteor", Meteor()), ("rouge_l", Rouge()), ("cider", Cider())):
-        total, each = scorer.compute_score(gts, res)
+    for name, make in (("meteor", Meteor), ("rouge_l", Rouge), ("cider", Cider)):
+        scorer = make()
+        try:
+            total, each = scorer.compute_score(gts, res)
+        except ValueError as e:  # the METEOR jar died (e.g. no memory for its 2 GB heap) and sent nothing back
+            raise RuntimeError(f"{name} failed: {_close_meteor(scorer) or e}") from None
+        finally:
+            _close_meteor(scorer)
         scores[name] = float(total)
         for i, v in zip(ids, each):
             per[i][name] = float(v)
     return scores, per
+
+
+def _close_meteor(scorer) -> str:
+    """Ends pycocoevalcap's METEOR java process now and frees its lock (its __del__ would wait forever on a lock
+    that a failed compute_score left held); returns what the process wrote to stderr."""
+    proc = getattr(scorer, "meteor_p", None)
+    if proc is None:
+        return ""
+    if scorer.lock.locked():
+        scorer.lock.release()
+    proc.kill()
+    err = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
+    proc.wait()
+    scorer.meteor_p = _Closed()
+    return err.strip()
+
+
+class _Closed:
+    """Stands in for a finished METEOR process, so pycocoevalcap's __del__ has nothing left to end."""
+
+    class stdin:  # noqa: N801
+        @staticmethod
+        def close() -> None:
+            pass
+
+    @staticmethod
+    def kill() -> None:
+        pass
+
+    @staticmethod
+    def wait() -> int:
+        return 0
 
 
 def toy_metrics(refs: list[Reference], captions: list[str], task: str) -> dict:
