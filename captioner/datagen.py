@@ -186,7 +186,8 @@ def chat_endpoint(cfg: EndpointConfig, messages: list[dict], max_tokens: int, te
         else:
             if r.status_code == 200:
                 try:
-                    return r.json()["choices"][0]["message"]["content"].strip()
+                    content = r.json()["choices"][0]["message"]["content"]
+                    return (content or "").strip()  # null content: the model spent every token on reasoning
                 except (ValueError, KeyError, IndexError, TypeError):
                     raise EndpointError(f"{url}: unexpected answer {r.text[:200]!r}") from None
             last = f"HTTP {r.status_code}: {r.text[:200]}"

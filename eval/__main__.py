@@ -1,4 +1,4 @@
-"""`python -m eval <verb>`: generate | geneval | dpg | clipscore | fid."""
+"""`python -m eval <verb>`: generate | geneval | dpg | clipscore | fid | reason | captions."""
 
 from omnicap.cli import dispatch
 
@@ -8,6 +8,8 @@ VERBS = {
     "dpg": ("eval.dpg", "score a DPG-Bench image folder with a VQA model -> dpg_results.jsonl, dpg_summary.json"),
     "clipscore": ("eval.clipscore", "CLIPScore of generated images against their prompts"),
     "fid": ("eval.fid", "FID between a folder of generated images and real images"),
+    "reason": ("eval.reason", "captions as a text-only LLM's eyes: answer MME / multiple-choice / generic questions"),
+    "captions": ("eval.captions", "caption quality vs references: BLEU, METEOR, ROUGE-L, CIDEr, CLIPScore, toy accuracy"),
 }
 
 if __name__ == "__main__":

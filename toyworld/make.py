@@ -1,8 +1,11 @@
-"""`python -m toyworld make --out DIR --n N --seed S [--size 64] [--kinds scene,text,chart,table] [--shard_size 1000]`
+"""`python -m toyworld make --out DIR --n N --seed S [--size 64] [--kinds scene,text,chart,table] [--shard_size 1000]
+[--questions]`
 
 Writes DIR/00000.tar, 00001.tar, ... (see toyworld.shards), DIR/_settings.json (what the shards were made from) and
 DIR/_summary.json (samples per kind and per task type). A rerun with the same settings skips finished shards; with
-different settings it stops with an error unless --overwrite.
+different settings it stops with an error unless --overwrite. `--questions` also writes DIR/eval/: the images,
+questions with exact answers (`python -m eval reason`'s generic format), reference captions and the ground-truth and
+alt-text captions as caption files (toyworld.questions).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from omnicap.files import write_json
 from omnicap.tracking import WandbConfig, init_wandb
 from toyworld.alttext import AltTextNoise
 from toyworld.generate import KINDS, kind_module
+from toyworld.questions import write_eval_set
 from toyworld.shards import Plan, kind_of, shard_name, write_shard
 
 DEFAULT_WEIGHTS = {"scene": 4.0, "text": 1.0, "chart": 1.0, "table": 1.0}
@@ -44,6 +48,9 @@ class MakeConfig(Config):
     """processes writing shards in parallel"""
     overwrite: bool = False
     """replace shards made with other settings instead of stopping"""
+    questions: bool = False
+    """also write DIR/eval/: images, questions.jsonl (exact answers), references.jsonl, captions.truth.jsonl and
+    captions.alt_text.jsonl, for `python -m eval reason` and `python -m eval captions`"""
     alt_text: AltTextNoise = AltTextNoise()
     """noise rates of the web-style alt-text"""
     wandb: WandbConfig = WandbConfig()
@@ -144,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "_summary.json", summary)
     rate = n_done / seconds if n_done else 0.0
     print(f"{n_done} samples in {seconds:.1f} s ({rate:.0f} images/s); kinds: {summary['kinds']}", file=sys.stderr)
+    if cfg.questions:
+        if (out / "eval" / "questions.jsonl").is_file() and not todo:
+            print(f"{out / 'eval'} already written: skipping it")
+        else:
+            made = write_eval_set(plan, out)
+            print(f"wrote {out / 'eval'}: {made['questions']} questions about {made['images']} images {made['types']}")
     if run is not None:
         run.log({"images_per_s": rate, **{f"count/{k}": v for k, v in summary["kinds"].items()}})
         run.finish()
