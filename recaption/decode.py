@@ -139,7 +139,7 @@ class DecodePool:
                 if job is None:
                     exhausted = True
                 else:
-                    pending.append((job, self._pool().submit(_decode_in_worker, job)))
+                    pending.append((job, self._submit(job)))
             if not pending:
                 return
             job, future = pending.popleft()
@@ -147,6 +147,17 @@ class DecodePool:
                 yield future.result()
             except BrokenProcessPool:
                 self._after_crash(job, pending)
+
+    def _submit(self, job: DecodeJob) -> Future:
+        """A worker that died breaks the pool for every later submit too, possibly before the crash shows in an
+        earlier future's result(): such a job gets a future that reports the crash, so `_after_crash` retries it with
+        the others instead of the exception escaping `map`."""
+        try:
+            return self._pool().submit(_decode_in_worker, job)
+        except BrokenProcessPool as e:
+            future: Future = Future()
+            future.set_exception(e)
+            return future
 
     def _after_crash(self, job: DecodeJob, pending: deque) -> None:
         """A worker died: decode everything that was in flight again, one sample at a time in a fresh pool, so only
