@@ -25,6 +25,7 @@ from pydantic import field_validator
 
 from omnicap.config import Config, ConfigError, parse
 from omnicap.files import write_json
+from toyworld.make import check_settings
 from toyworld.scene_captions import COUNTED_STYLES, corrupted_captions
 
 ATTRIBUTES = ("color", "count", "shape")
@@ -90,19 +91,6 @@ def corrupt_shard(shard: Path, cfg: CorruptConfig) -> tuple[dict[str, dict[str, 
     return captions, counts
 
 
-def check_settings(out: Path, settings: dict, overwrite: bool) -> None:
-    path = out / "_settings.json"
-    if path.is_file() and not overwrite:
-        old = json.loads(path.read_text())
-        if old != settings:
-            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise SystemExit(
-                f"python -m toyworld corrupt: {out} holds sidecars made with other settings ({', '.join(diff)} "
-                "differ): choose another --out or pass --overwrite"
-            )
-    write_json(path, settings)
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse(CorruptConfig, argv, prog="python -m toyworld corrupt")
@@ -116,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"shards": [p.name for p in shards], "rate": cfg.rate, "style": cfg.style, "seed": cfg.seed}
-    check_settings(out, settings, cfg.overwrite)
+    check_settings(out, settings, cfg.overwrite, made="sidecars", stale=None)  # --overwrite rewrites every sidecar
     summary_path = out / "_summary.json"
     before = json.loads(summary_path.read_text())["shards"] if summary_path.is_file() else {}
     per_shard = {}

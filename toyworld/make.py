@@ -94,20 +94,23 @@ def settings_of(plan: Plan) -> dict:
             "shard_size": plan.shard_size, "alt_text": plan.noise.model_dump()}  # fmt: skip
 
 
-def check_settings(out: Path, settings: dict, overwrite: bool) -> None:
-    """Stops when `out` holds shards made with other settings (unless overwrite); records the settings."""
+def check_settings(
+    out: Path, settings: dict, overwrite: bool, made: str = "shards", stale: str | None = "*.tar"
+) -> None:
+    """Stops when `out` holds `made` (shards, sidecars) made with other settings, unless overwrite (which deletes the
+    files matching `stale`); records the settings in OUT/_settings.json."""
     path = out / "_settings.json"
     if path.is_file() and not overwrite:
         old = json.loads(path.read_text())
         if old != settings:
             diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
             raise SystemExit(
-                f"{out} holds shards made with other settings ({', '.join(diff)} differ): "
+                f"{out} holds {made} made with other settings ({', '.join(diff)} differ): "
                 "choose another --out or pass --overwrite"
             )
-    if overwrite:
-        for stale in out.glob("*.tar"):
-            stale.unlink()
+    if overwrite and stale:
+        for old_file in out.glob(stale):
+            old_file.unlink()
     write_json(path, settings)
 
 
