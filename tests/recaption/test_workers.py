@@ -47,17 +47,41 @@ def test_toy_config_smoke_as_a_user_runs_it(tmp_path, shards):
 
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
 def test_torchrun_two_workers_caption_each_shard_once(tmp_path, shards, lively_model):
+    """Every shard is read through a `pipe:` url that streams nothing until the test lets it, and the test lets it
+    only once both workers have claimed a shard: the first worker to load its model cannot caption the whole job
+    before the other has started, whatever the machine's speed (a race this test used to lose 1 run in 3)."""
+    script, stop = tmp_path / "slowcat.sh", tmp_path / "stop"
+    script.write_text(SLOW_CAT)
     for s in range(4):
         shards.good_shard(tmp_path / "in" / f"{s:05d}.tar", 3, start=3 * s)
+    inp = "::".join(f"pipe:sh {script} 0 {stop} {tmp_path}/in/{s:05d}.tar" for s in range(4))
     torchrun = str(Path(sys.executable).parent / "torchrun")
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "recaption", "run",
-           "--input", f"{tmp_path}/in/{{00000..00003}}.tar", "--output", str(tmp_path / "out"),
-           *fast(lively_model, "--decode.workers", "0")]
-    done = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    claims = [line.split("] ")[1].split(":")[0] for line in done.stderr.splitlines() if ": captioning " in line]
-    ranks = {line.split("[rank ")[1][0] for line in done.stderr.splitlines() if ": captioning " in line}
-    assert sorted(claims) == ["00000", "00001", "00002", "00003"], done.stderr[-3000:]  # each exactly once
+           "--input", inp, "--output", str(tmp_path / "out"), *fast(lively_model, "--decode.workers", "0")]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stderr=subprocess.PIPE, text=True)
+    lines, both = [], threading.Event()
+
+    def watch():
+        ranks = set()
+        for line in proc.stderr:
+            lines.append(line)
+            if ": captioning " in line and "[rank " in line:
+                ranks.add(line.split("[rank ")[1][0])
+                if len(ranks) == 2:
+                    both.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert both.wait(240), "".join(lines)[-3000:]
+    finally:
+        stop.touch()  # from now on every shard streams
+    assert proc.wait(300) == 0, "".join(lines)[-3000:]
+    watcher.join(30)
+    stderr = "".join(lines)
+    claims = [line.split("] ")[1].split(":")[0] for line in stderr.splitlines() if ": captioning " in line]
+    ranks = {line.split("[rank ")[1][0] for line in stderr.splitlines() if ": captioning " in line}
+    assert sorted(claims) == ["00000", "00001", "00002", "00003"], stderr[-3000:]  # each exactly once
     assert ranks == {"0", "1"}  # both workers took part
     stats = [json.loads(p.read_text()) for p in sorted((tmp_path / "out").glob("*.stats.json"))]
     assert [s["captioned"] for s in stats] == [3, 3, 3, 3]
