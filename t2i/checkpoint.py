@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from t2i.data import StreamState
+from t2i.distributed import local
 from t2i.step import Trainer
 
 _STEP = re.compile(r"^step_(\d+)$")
@@ -32,10 +33,11 @@ def latest(out: str | Path) -> Path | None:
 
 
 def weights_digest(tensors) -> str:
-    """sha256 of the tensors' bytes: equal on every rank when data-parallel weights are in sync."""
+    """sha256 of the tensors' bytes: equal on every rank when data-parallel weights are in sync (under FSDP: of this
+    rank's shards)."""
     h = hashlib.sha256()
     for t in tensors:
-        h.update(t.detach().float().cpu().numpy().tobytes())
+        h.update(local(t).detach().float().cpu().numpy().tobytes())
     return h.hexdigest()
 
 

@@ -10,6 +10,8 @@ import contextlib
 
 import torch
 
+from t2i.distributed import local
+
 
 class EMA:
     def __init__(
@@ -52,9 +54,10 @@ class EMA:
                     p.copy_(b)
 
     def state_dict(self) -> dict:
-        return {"shadow": [s.cpu() for s in self.shadow], "updates": self.updates}
+        """Plain tensors; under FSDP this rank's shards (resume needs the same world size, like the optimizer's)."""
+        return {"shadow": [local(s).cpu() for s in self.shadow], "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
         for s, saved in zip(self.shadow, state["shadow"]):
-            s.copy_(saved)
+            local(s).copy_(saved)
         self.updates = state["updates"]

@@ -27,6 +27,7 @@ from t2i.attention import require_xformers, use_xformers
 from t2i.cache import fingerprint as cache_fingerprint
 from t2i.config import TrainConfig
 from t2i.data import ShardStream, StreamState, make_loader, num_roles, restart_epoch
+from t2i.distributed import full_copy, is_fsdp, make_accelerator
 from t2i.ema import EMA
 from t2i.logbook import Logbook
 from t2i.lora import add_lora, merged_copy, save_adapter
@@ -59,15 +60,21 @@ class StopFlag:
 
 
 def render_and_export(tr: Trainer, cfg: TrainConfig, step_dir: str, export_to: Path | None):
-    """Validation grid (and optionally the pipeline folder) from the live or EMA weights; main process only.
+    """Validation grid (and optionally the pipeline folder) from the live or EMA weights. Every rank calls it (under
+    FSDP the weights are gathered from all of them); the main process renders and writes, the others return None.
     With LoRA, the pipeline gets the merged weights and/or OUT/lora the adapter alone (cfg.lora.export)."""
-    model = tr.accelerator.unwrap_model(tr.model)
+    acc = tr.accelerator
+    model = acc.unwrap_model(tr.model)
     use_ema = tr.ema is not None and cfg.ema.use_for_export
+    if is_fsdp(acc):  # a plain copy, the EMA (or live) weights already in it
+        model, use_ema = full_copy(model, tr.ema.shadow if use_ema else None), False
+    if not acc.is_main_process:
+        return None
     with tr.ema.swapped_into(model) if use_ema else contextlib.nullcontext():
         lora = cfg.lora.rank > 0
         final = merged_copy(model) if lora else model
         pipe = pipeline_of(tr.parts, final, cfg.validation.sampler, cfg.flow.shift)
-        pipe.to(tr.accelerator.device)  # the encoders stay on the CPU while training from the embedding cache
+        pipe.to(acc.device)  # the encoders stay on the CPU while training from the embedding cache
         grid = validation_grid(
             pipe, cfg.validation, cfg.data.resolution, Path(cfg.out) / "validation" / f"{step_dir}.png"
         )
@@ -100,6 +107,8 @@ def synthetic_shards(cfg: TrainConfig, acc: Accelerator) -> TrainConfig:
 def build_trainer(cfg: TrainConfig, acc: Accelerator) -> Trainer:
     if cfg.model.xformers:
         require_xformers()  # before any weights are loaded
+    if is_fsdp(acc) and cfg.lora.rank > 0:
+        raise ValueError("lora.rank > 0 under FSDP is not supported: train LoRA adapters with DDP (they are small)")
     parts = build_parts(cfg.model, seed=cfg.seed, encoder_dtype=DTYPES[cfg.mixed_precision])
     if not cfg.data.use_cache:  # with the cache the encoders only serve validation/export, from the CPU
         parts.vae.to(acc.device)
@@ -166,18 +175,17 @@ def train_loop(tr: Trainer, cfg: TrainConfig, stream: ShardStream, book: Logbook
 
 
 def validate(tr: Trainer, cfg: TrainConfig, run) -> None:
-    if tr.accelerator.is_main_process:
-        grid = render_and_export(tr, cfg, f"step_{tr.step:08d}", None)
-        if run is not None:
-            import wandb
+    grid = render_and_export(tr, cfg, f"step_{tr.step:08d}", None)
+    if run is not None:
+        import wandb
 
-            run.log({"validation": wandb.Image(grid)}, step=tr.step)
+        run.log({"validation": wandb.Image(grid)}, step=tr.step)
     tr.accelerator.wait_for_everyone()
 
 
 def save_checkpoint(tr: Trainer, cfg: TrainConfig, position: StreamState) -> None:
     path = checkpoint.save(tr, position, cfg.out, cfg.keep_checkpoints)
-    if cfg.export_checkpoints and tr.accelerator.is_main_process:
+    if cfg.export_checkpoints:
         render_and_export(tr, cfg, path.name, path / "pipeline")
     tr.accelerator.wait_for_everyone()
 
@@ -185,7 +193,7 @@ def save_checkpoint(tr: Trainer, cfg: TrainConfig, position: StreamState) -> Non
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(TrainConfig, argv, prog="python -m t2i train")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)  # DDP or FSDP2: the accelerate config's choice
     out = Path(cfg.out)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     book = Logbook(out, acc.num_processes, run, acc.is_main_process, flops, peak)
 
     finished = train_loop(tr, cfg, stream, book, run)
-    if finished and acc.is_main_process:
+    if finished:
         render_and_export(tr, cfg, "final", out / "pipeline")
         acc.print(f"done: {tr.step} steps; pipeline {out / 'pipeline'}; grid {out / 'validation' / 'final.png'}")
     acc.wait_for_everyone()
