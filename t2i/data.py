@@ -12,9 +12,12 @@ Bad samples (undecodable image, no caption) are skipped, never fatal, and counte
 `Batch.n_bad`). A stream whose whole pass over its shards yields no usable sample stops with `NoUsableSamples`, which
 names the shards, the caption source and the skip counts (instead of reading the shards forever).
 
-Resume: each batch carries its stream's `role` and `cursor` (raw samples drawn so far). `StreamState` keeps the last
-cursor per role; a new stream discards `cursor` raw samples without decoding them and DataLoader workers are assigned
-roles so the batch order continues where it stopped. Same world size and worker count → identical batches.
+Resume, in time that does not grow with the run: each batch carries its stream's `role` and `position` (a
+`Position`: epoch, shard of the epoch and samples read in it, the shuffle buffer's and the buckets' samples as
+(epoch, shard, index in shard) plus the buffer rng's state). `StreamState` keeps the last position per role; a new
+stream seeks there: it opens the shard it stood in, skips the members before the offset without reading them, and
+reads back only the buffered and bucketed samples (from the few shards they came from); DataLoader workers are
+assigned roles so the batch order continues where it stopped. Same world size and worker count → identical batches.
 Another world size or worker count (ranks × workers) splits the shards differently, so a saved position cannot be
 continued: every new stream starts the epoch after the latest one any saved stream of any rank trained a sample from
 (`restart_epoch`), at its first shard. The rest of the interrupted epoch is skipped, nothing trained in it is trained
@@ -143,23 +146,30 @@ def expand_shards(patterns: list[str]) -> list[str]:
 _KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's key/extension split
 
 
-def read_tar(path: str) -> Iterator[dict]:
-    """Samples of one shard: {"__key__", "__shard__", ext: bytes} grouped by consecutive key."""
+def read_tar(path: str, start: int = 0, only: set[int] | None = None) -> Iterator[dict]:
+    """Samples of one shard: {"__key__", "__shard__", "__index__" (n-th sample of the shard), ext: bytes} grouped by
+    consecutive key; from sample `start` on, or only those whose index is in `only`. Members of the samples passed
+    over are not read (the archive is opened seekable: their data is skipped by seeking)."""
     current: dict | None = None
-    with tarfile.open(path, "r|*") as tar:
+    index, key = -1, None
+    with tarfile.open(path, "r:*") as tar:
         for member in tar:
             if not member.isfile():
                 continue
             m = _KEY_EXT.match(member.name)
             if not m:
                 continue
-            key, ext = m.group(1), m.group(2).lower()
-            if current is not None and current["__key__"] != key:
-                yield current
-                current = None
-            if current is None:
-                current = {"__key__": key, "__shard__": path}
-            current[ext] = tar.extractfile(member).read()
+            if m.group(1) != key:
+                if current is not None:
+                    yield current
+                    current = None
+                index, key = index + 1, m.group(1)
+                if only is not None and index > max(only, default=-1):
+                    return
+                if index >= start and (only is None or index in only):
+                    current = {"__key__": key, "__shard__": path, "__index__": index}
+            if current is not None:
+                current[m.group(2).lower()] = tar.extractfile(member).read()
     if current is not None:
         yield current
 
@@ -325,7 +335,7 @@ class Batch:
     keys: list[str]
     styles: list[str]
     role: int  # which stream (rank-local worker role) produced it
-    cursor: int  # raw samples that stream had drawn after this batch
+    position: dict  # where that stream stood after this batch (Position.to_dict: JSON-ready)
     epoch: int  # the latest epoch among its samples
     skipped: dict[str, int]  # bad samples skipped while building it, by reason (t2i.data.skip_reason)
     latents: torch.Tensor | None = None  # [B, C, h, w] from the embedding cache
@@ -338,12 +348,12 @@ class Batch:
         return sum(self.skipped.values())
 
 
-def collate(examples: list[Example], role: int, cursor: int, epoch: int, skipped: dict[str, int], bucket=None) -> Batch:
+def collate(examples: list[Example], role: int, position: dict, epoch: int, skipped: dict[str, int], bucket=None) -> Batch:
     cached = examples[0].latent is not None
     return Batch(
         pixels=None if cached else torch.stack([e.pixels for e in examples]), captions=[e.caption for e in examples],
         dropped=torch.tensor([e.dropped for e in examples]), keys=[e.key for e in examples],
-        styles=[e.style for e in examples], role=role, cursor=cursor, epoch=epoch, skipped=skipped,
+        styles=[e.style for e in examples], role=role, position=position, epoch=epoch, skipped=skipped,
         latents=torch.stack([e.latent for e in examples]) if cached else None,
         text_embeds=torch.stack([e.text[0] for e in examples]) if cached else None,
         text_mask=torch.stack([e.text[1] for e in examples]) if cached else None, bucket=bucket,
@@ -357,26 +367,67 @@ class StreamState:
     world_size: int = 1
     num_roles: int = 1
     batches: int = 0  # batches this rank consumed
-    cursors: dict[int, int] = field(default_factory=dict)  # role -> raw samples drawn
+    positions: dict[int, dict] = field(default_factory=dict)  # role -> its Position after its last batch (to_dict)
     epochs: dict[int, int] = field(default_factory=dict)  # role -> latest epoch it trained a sample from
     first_epoch: int = 0  # epoch the streams started at (0, or where a change of ranks × workers restarted them)
     restart_at: int | None = None  # not saved: the epoch all ranks agree to restart at (`restart_epoch` over every
     # rank's saved state, set by t2i/train.py) when ranks × workers changed; None = from this state alone
+    seekable: bool = True  # False for a state saved before positions existed (raw-sample cursors): it restarts
 
     def update(self, batch: Batch) -> None:
         self.batches += 1
-        self.cursors[batch.role] = batch.cursor
+        self.positions[batch.role] = batch.position
         self.epochs[batch.role] = max(self.epochs.get(batch.role, batch.epoch), batch.epoch)
 
     def to_dict(self) -> dict:
         return {"world_size": self.world_size, "num_roles": self.num_roles, "batches": self.batches,
-                "cursors": {str(k): v for k, v in self.cursors.items()},
+                "positions": {str(k): v for k, v in self.positions.items()},
                 "epochs": {str(k): v for k, v in self.epochs.items()}, "first_epoch": self.first_epoch}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict) -> StreamState:
-        return cls(d["world_size"], d["num_roles"], d["batches"], {int(k): v for k, v in d["cursors"].items()},
-                   {int(k): v for k, v in d.get("epochs", {}).items()}, d.get("first_epoch", 0))  # fmt: skip
+        seekable = "positions" in d or not any(d.get("cursors", {}).values())
+        return cls(d["world_size"], d["num_roles"], d["batches"],
+                   {int(k): v for k, v in d.get("positions", {}).items()},
+                   {int(k): v for k, v in d.get("epochs", {}).items()}, d.get("first_epoch", 0),
+                   seekable=seekable)  # fmt: skip
+
+    def continues(self, world_size: int, roles: int) -> bool:
+        """Whether streams laid out over `world_size` ranks × `roles` workers can seek to this saved position."""
+        return self.seekable and (self.world_size, self.num_roles) == (world_size, roles)
+
+
+Ref = tuple[int, int, int]  # a raw sample: (epoch it was read in, shard id = index in the sorted shard list, index)
+
+
+@dataclass
+class Position:
+    """Where one stream stands between two batches: enough to continue it exactly without reading what came
+    before. Small: the shuffle buffer's and the buckets' samples are kept as Refs, read back on resume."""
+
+    epoch: int  # the epoch being read
+    shard: int = 0  # index, in this stream's shard list of that epoch, of the shard being read
+    offset: int = 0  # samples of that shard already read
+    read: int = 0  # raw samples of this epoch already read (the pass size once its shards are done)
+    buffer: list[Ref] = field(default_factory=list)  # the shuffle buffer, in order
+    rng: tuple | None = None  # the shuffle buffer rng's getstate(); None = not drawn from yet (seeded fresh)
+    buckets: dict[tuple[int, int], list[Ref]] = field(default_factory=dict)  # admitted, waiting for a full batch
+    tally: PassTally = field(default_factory=lambda: PassTally())
+
+    def to_dict(self) -> dict:
+        version, internal, gauss = self.rng if self.rng is not None else (None, (), None)
+        return {"epoch": self.epoch, "shard": self.shard, "offset": self.offset, "read": self.read,
+                "buffer": [list(r) for r in self.buffer], "rng": [version, list(internal), gauss],
+                "buckets": [[list(size), [list(r) for r in refs]] for size, refs in self.buckets.items()],
+                "tally": self.tally.to_dict()}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Position:
+        version, internal, gauss = d["rng"]
+        return cls(d["epoch"], d["shard"], d["offset"], d["read"], [tuple(r) for r in d["buffer"]],
+                   (version, tuple(internal), gauss) if version is not None else None,
+                   {tuple(size): [tuple(r) for r in refs] for size, refs in d["buckets"]},
+                   PassTally.from_dict(d["tally"]))  # fmt: skip
 
 
 def num_roles(cfg: DataConfig) -> int:
@@ -407,8 +458,9 @@ class ShardStream(torch.utils.data.IterableDataset):
                 f"data.shards: {len(self.shards)} shard(s) cannot feed {world_size} rank(s) x {self.num_roles} "
                 "stream(s); write more shards or lower data.num_workers"
             )
+        self.shard_ids = {s: i for i, s in enumerate(self.shards)}
         self.start = StreamState(world_size, self.num_roles)
-        if resume is not None and (resume.world_size, resume.num_roles) == (world_size, self.num_roles):
+        if resume is not None and resume.continues(world_size, self.num_roles):
             self.start = resume
         elif resume is not None:
             self.start.first_epoch = self.restart(resume)
@@ -422,10 +474,11 @@ class ShardStream(torch.utils.data.IterableDataset):
             if epoch
             else "no saved stream had trained a sample"
         )
+        why = (f"were {resume.world_size} rank(s) x {resume.num_roles} worker(s), now {self.world_size} x "
+               f"{self.num_roles}" if resume.seekable else "were saved as raw-sample cursors (an older t2i)")  # fmt: skip
         log.warning(
-            "data: the checkpoint's streams were %d rank(s) x %d worker(s), now %d x %d, so the saved position cannot "
-            "be continued: every stream starts epoch %d at its first shard; %s",
-            resume.world_size, resume.num_roles, self.world_size, self.num_roles, epoch, skipped,
+            "data: the checkpoint's streams %s, so the saved position cannot be continued: every stream starts epoch "
+            "%d at its first shard; %s", why, epoch, skipped,
         )  # fmt: skip
         return epoch
 
@@ -438,32 +491,62 @@ class ShardStream(torch.utils.data.IterableDataset):
         stream = self.rank * self.num_roles + role
         return shard_order(self.shards, self.cfg.seed, epoch)[stream :: self.world_size * self.num_roles]
 
-    def raw_samples(
-        self, role: int, first_epoch: int, pass_sizes: dict[int, int], cache=None
-    ) -> Iterator[tuple[int, dict]]:
-        """(epoch, raw sample) forever, through the shuffle buffer; `pass_sizes[epoch]` is set to the number of raw
-        samples of an epoch once all its shards are read. With the embedding cache (a t2i.cache.CacheReader) each
-        sample gets its cache entry here, in shard order, so every cache file is loaded once per pass however the
-        shuffle buffer interleaves the shards' samples."""
-        stream = self.rank * self.num_roles + role
-        buffer: list[tuple[int, dict]] = []
-        rng = random.Random(f"{self.cfg.seed}/buffer/{stream}/{first_epoch}")
-        epoch = first_epoch
+    def raw_samples(self, role: int, pos: Position, buffer: list[tuple[int, dict]], rng: random.Random,
+                    cache=None) -> Iterator[tuple[int, dict]]:  # fmt: skip
+        """(epoch, raw sample) forever from `pos` on, through the shuffle `buffer` (drawn by `rng`); advances `pos`
+        (epoch, shard, offset, read; `pos.tally.sizes[epoch]` = raw samples of an epoch once all its shards are
+        read) as it reads. With the embedding cache (a t2i.cache.CacheReader) each sample gets its cache entry here,
+        in shard order, so every cache file is loaded once per pass however the shuffle buffer interleaves them."""
         while True:
-            shards, n = self.stream_shards(role, epoch), 0
-            for shard in shards:
+            shards = self.stream_shards(role, pos.epoch)
+            while pos.shard < len(shards):
+                shard = shards[pos.shard]
                 table = cache.get(shard) if cache is not None else None
-                for sample in read_tar(shard):
-                    n += 1
+                for sample in read_tar(shard, start=pos.offset):
+                    pos.offset, pos.read = pos.offset + 1, pos.read + 1
                     if table is not None:
                         attach_cache_entry(sample, table)
-                    buffer.append((epoch, sample))
+                    buffer.append((pos.epoch, sample))
                     if len(buffer) > self.cfg.shuffle_buffer:
                         yield buffer.pop(rng.randrange(len(buffer)))
-            if n == 0:
+                pos.shard, pos.offset = pos.shard + 1, 0
+            if pos.read == 0:
                 raise NoUsableSamples(f"data: shards {shards} hold no samples (empty tar files)")
-            pass_sizes[epoch] = n
-            epoch += 1
+            pos.tally.sizes[pos.epoch] = pos.read
+            pos.epoch, pos.shard, pos.read = pos.epoch + 1, 0, 0
+
+    def ref(self, epoch: int, sample: dict) -> Ref:
+        return epoch, self.shard_ids[sample["__shard__"]], sample["__index__"]
+
+    def fetch(self, refs: list[Ref], cache) -> list[tuple[int, dict]]:
+        """The raw samples (epoch, sample) that `refs` name, in order: each shard they come from is read once, only
+        their members."""
+        wanted: dict[int, set[int]] = {}
+        for _, shard, index in refs:
+            wanted.setdefault(shard, set()).add(index)
+        found = {}
+        for shard, indices in wanted.items():
+            path = self.shards[shard]
+            table = cache.get(path) if cache is not None else None
+            for sample in read_tar(path, only=indices):
+                found[shard, sample["__index__"]] = attach_cache_entry(sample, table) if table is not None else sample
+        missing = [r for r in refs if (r[1], r[2]) not in found]
+        if missing:
+            epoch, shard, index = missing[0]
+            raise ValueError(f"data: resume: shard {self.shards[shard]} has no sample {index} any more (changed?)")
+        return [(epoch, found[shard, index]) for epoch, shard, index in refs]
+
+    def position_of(self, role: int) -> Position:
+        """The position a stream starts at: the saved one, or the start of `first_epoch`."""
+        saved = self.start.positions.get(role)
+        return Position.from_dict(saved) if saved is not None else Position(self.start.first_epoch)
+
+    def snapshot(self, pos: Position, buffer, rng: random.Random, buckets) -> dict:
+        """`pos` with the buffer, rng and buckets as they are now, JSON-ready (what a batch carries)."""
+        pos.buffer = [self.ref(e, s) for e, s in buffer]
+        pos.rng = rng.getstate()
+        pos.buckets = {size: [self.ref(e, s) for e, s in pending] for size, pending in buckets.items()}
+        return pos.to_dict()
 
     def no_usable_samples(self, role: int, epoch: int, skipped: Counter) -> NoUsableSamples:
         c = self.cfg.caption
@@ -513,11 +596,12 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[Batch]:
         """Raw samples → admission → per-bucket lists → a batch when a bucket holds batch_size samples. On resume the
-        same admission replays up to the saved cursor (no pixel decoding), so bucket contents are restored exactly."""
+        shuffle buffer, the buckets (their samples already admitted) and the rng are restored from the saved
+        position, and reading continues at its shard and offset."""
         info = torch.utils.data.get_worker_info()
         role = self.role_of(info.id if info else 0)
-        resume_at = self.start.cursors.get(role, 0)
-        tally = PassTally()
+        pos = self.position_of(role)
+        tally = pos.tally
         self.sidecars = SidecarCache(self.cfg.caption)
         self.table = ratio_table(self.cfg.resolution, self.cfg.bucket_multiple)
         cache = None
@@ -525,18 +609,23 @@ class ShardStream(torch.utils.data.IterableDataset):
             from t2i.cache import CacheReader
 
             cache = CacheReader(self.cache_fingerprint, self.cfg.cache_dir)
-        raw = self.raw_samples(role, self.start.first_epoch, tally.sizes, cache)
+        stream = self.rank * self.num_roles + role
+        rng = random.Random(f"{self.cfg.seed}/buffer/{stream}/{self.start.first_epoch}")
+        if pos.rng is not None:
+            rng.setstate(pos.rng)
+        buffer = self.fetch(pos.buffer, cache)
+        bucketed = self.fetch([r for refs in pos.buckets.values() for r in refs], cache)
         buckets: dict[tuple[int, int], list[tuple[int, dict]]] = {}
-        cursor, skipped = 0, Counter()  # skipped: reason -> bad samples since the last batch
-        for epoch, sample in raw:
-            cursor += 1
+        for size, refs in pos.buckets.items():
+            buckets[size], bucketed = bucketed[: len(refs)], bucketed[len(refs) :]
+        skipped = Counter()  # reason -> bad samples since the last batch
+        for epoch, sample in self.raw_samples(role, pos, buffer, rng, cache):
             try:
                 size = self.bucket_of(sample, cache)
             except Exception as e:  # noqa: BLE001 - a bad sample is counted, never fatal
                 skipped[skip_reason(e)] += 1
                 tally.add(epoch, skip_reason(e))
-                if cursor > resume_at:
-                    log.warning("data: skipping %s in %s: %s", sample["__key__"], sample["__shard__"], e)
+                log.warning("data: skipping %s in %s: %s", sample["__key__"], sample["__shard__"], e)
                 dead = tally.unusable_pass()
                 if dead is not None:
                     raise self.no_usable_samples(role, *dead) from e
@@ -546,13 +635,11 @@ class ShardStream(torch.utils.data.IterableDataset):
             if len(buckets[size]) < self.cfg.batch_size:
                 continue
             pending = buckets.pop(size)
-            if cursor <= resume_at:  # emitted before the checkpoint
-                skipped = Counter()
-                continue
             examples, bad = self.materialize(pending, size, cache)
             skipped.update(bad)
             if examples:  # a batch's epoch: its latest sample's (the shuffle buffer mixes epochs at their boundary)
-                yield collate(examples, role, cursor, max(e for e, _ in pending), dict(skipped), size)
+                position = self.snapshot(pos, buffer, rng, buckets)
+                yield collate(examples, role, position, max(e for e, _ in pending), dict(skipped), size)
             skipped = Counter()
 
 
@@ -574,13 +661,24 @@ class PassTally:
         else:
             self.skips.setdefault(epoch, Counter())[reason] += 1
 
+    def to_dict(self) -> dict:
+        return {"sizes": {str(e): n for e, n in self.sizes.items()}, "seen": {str(e): n for e, n in self.seen.items()},
+                "usable": {str(e): n for e, n in self.usable.items()},
+                "skips": {str(e): dict(c) for e, c in self.skips.items()}}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PassTally:
+        ints = {k: {int(e): n for e, n in d[k].items()} for k in ("sizes", "seen", "usable")}
+        return cls(ints["sizes"], Counter(ints["seen"]), Counter(ints["usable"]),
+                   {int(e): Counter(c) for e, c in d["skips"].items()})  # fmt: skip
+
     def unusable_pass(self) -> tuple[int, Counter] | None:
         """(epoch, skip counts) of a finished pass that had no usable sample; forgets finished passes."""
         for epoch, n in list(self.sizes.items()):
             if self.seen[epoch] >= n:
-                del self.sizes[epoch]
+                del self.sizes[epoch], self.seen[epoch]
                 skips = self.skips.pop(epoch, Counter())
-                if not self.usable[epoch]:
+                if not self.usable.pop(epoch, 0):
                     return epoch, skips
         return None
 

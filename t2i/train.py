@@ -139,7 +139,7 @@ def resume_if_asked(tr: Trainer, cfg: TrainConfig) -> StreamState | None:
     if last is None:
         return None
     state = checkpoint.load(tr, last)
-    if (state.world_size, state.num_roles) != (tr.accelerator.num_processes, num_roles(cfg.data)):
+    if not state.continues(tr.accelerator.num_processes, num_roles(cfg.data)):
         state.restart_at = restart_epoch(checkpoint.stream_states(last))  # every rank restarts at the same epoch
     tr.accelerator.print(f"resumed from {last} at step {tr.step}")
     return state
