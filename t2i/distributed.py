@@ -55,14 +55,13 @@ def full(t: torch.Tensor) -> torch.Tensor:
 def full_copy(model: torch.nn.Module, shadow: list[torch.Tensor] | None = None) -> torch.nn.Module:
     """A plain (unsharded) copy of an FSDP2 model on the CPU, with the EMA `shadow` (one tensor per parameter, in
     `model.parameters()` order) as its weights when given. Collective: every rank must call it."""
-    params = dict(model.named_parameters())
-    weights = {name: full(s if shadow is not None else p).detach().cpu()
-               for (name, p), s in zip(params.items(), shadow if shadow is not None else params.values())}  # fmt: skip
-    buffers = {name: full(b).detach().cpu() for name, b in model.named_buffers()}
+    state = model.state_dict()  # parameters (DTensors) and persistent buffers, as a plain model names them
+    if shadow is not None:
+        state.update(zip((name for name, _ in model.named_parameters()), shadow))
     from torch.distributed.fsdp import FSDPModule
 
     cls = next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))  # fully_shard subclasses the model
     plain = cls.from_config(model.config)
-    plain.load_state_dict({**weights, **buffers}, strict=True)
+    plain.load_state_dict({name: full(t).detach().cpu() for name, t in state.items()}, strict=True)
     return plain
 
