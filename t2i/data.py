@@ -348,7 +348,9 @@ class Batch:
         return sum(self.skipped.values())
 
 
-def collate(examples: list[Example], role: int, position: dict, epoch: int, skipped: dict[str, int], bucket=None) -> Batch:
+def collate(
+    examples: list[Example], role: int, position: dict, epoch: int, skipped: dict[str, int], bucket=None
+) -> Batch:
     cached = examples[0].latent is not None
     return Batch(
         pixels=None if cached else torch.stack([e.pixels for e in examples]), captions=[e.caption for e in examples],

@@ -64,4 +64,3 @@ def full_copy(model: torch.nn.Module, shadow: list[torch.Tensor] | None = None) 
     plain = cls.from_config(model.config)
     plain.load_state_dict({name: full(t).detach().cpu() for name, t in state.items()}, strict=True)
     return plain
-

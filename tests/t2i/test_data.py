@@ -242,3 +242,31 @@ def test_resume_with_another_world_size_restarts_at_the_next_epoch(tmp_path, new
 
 def test_restart_epoch_without_training_starts_at_zero():
     assert restart_epoch([StreamState(2, 1), StreamState(2, 1)]) == 0
+
+
+def test_resume_seeks_instead_of_replaying(tmp_path, monkeypatch):
+    """A resumed stream reads back only the samples its saved position names (shuffle buffer, buckets), then
+    continues at the saved shard and offset: nothing before the position is read again, however long the run was."""
+    import t2i.data
+
+    write_shards(tmp_path, 48, shard_size=6, size=8)
+    cfg = DataConfig(shards=[str(tmp_path / "*.tar")], resolution=8, batch_size=3, shuffle_buffer=4,
+                     caption=CaptionConfig(dropout=0))  # fmt: skip
+    full = _batches(cfg, 12)
+    state = StreamState(1, 1)
+    for b in full[:9]:  # 27 samples drawn: into the 6th shard of epoch 0
+        state.update(b)
+    position = json.loads(json.dumps(state.to_dict()))["positions"]["0"]
+    assert (position["epoch"], position["shard"], position["offset"]) == (0, 5, 1)
+    assert len(position["buffer"]) == 4 and position["buckets"] == []
+    reads, read_tar = [], t2i.data.read_tar
+
+    def counted(path, start=0, only=None):
+        for sample in read_tar(path, start, only):
+            reads.append((path, sample["__index__"]))
+            yield sample
+
+    monkeypatch.setattr(t2i.data, "read_tar", counted)
+    resumed = _batches(cfg, 3, resume=StreamState.from_dict(json.loads(json.dumps(state.to_dict()))))
+    assert [b.keys for b in resumed] == [b.keys for b in full[9:]]
+    assert len(reads) == 4 + 9  # the buffered samples, then one new sample per draw

@@ -5,7 +5,6 @@ dicts), and the exported pipeline loading in diffusers. Launched as users launch
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,20 +21,19 @@ FSDP = str(REPO / "configs" / "accelerate" / "fsdp.yaml")
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(out: Path, launcher: list[str], *args: str) -> None:
+def launch(rendezvous, out: Path, launcher: list[str], *args: str) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
            "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(REPO)}  # fmt: skip
-    cmd = [ACCELERATE, "launch", *launcher, "--num_processes", "2", "--main_process_port", str(free_port()),
-           "--num_cpu_threads_per_process", "1", "t2i/train.py", "--config", DEBUG, "--out", str(out),
-           "--validation.steps", "1", "--ema.decay", "0.9", "--log_every", "1", *args]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    def start(port: int) -> tuple[int, str]:
+        cmd = [ACCELERATE, "launch", *launcher, "--num_processes", "2", "--main_process_port", str(port),
+               "--num_cpu_threads_per_process", "1", "t2i/train.py", "--config", DEBUG, "--out", str(out),
+               "--validation.steps", "1", "--ema.decay", "0.9", "--log_every", "1", *args]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        return proc.returncode, proc.stderr
+
+    returncode, log = rendezvous(start)
+    assert returncode == 0, log[-4000:]
 
 
 def losses(out: Path) -> list[float]:
@@ -64,11 +62,11 @@ DDP = ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynam
 @pytest.mark.parametrize(
     "arch,state_dict_type", [("sana", "SHARDED_STATE_DICT"), ("pixart", "FULL_STATE_DICT")], ids=["sana", "pixart"]
 )
-def test_fsdp_matches_ddp_through_a_resume_and_exports(tmp_path, arch, state_dict_type):
+def test_fsdp_matches_ddp_through_a_resume_and_exports(tmp_path, rendezvous, arch, state_dict_type):
     ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp"
-    launch(ddp, DDP, "--model.arch", arch, "--steps", "3")
+    launch(rendezvous, ddp, DDP, "--model.arch", arch, "--steps", "3")
     sharding = ["--config_file", FSDP, "--fsdp_state_dict_type", state_dict_type]
-    launch(fsdp, sharding, "--model.arch", arch, "--steps", "2", "--checkpoint_every", "2")
+    launch(rendezvous, fsdp, sharding, "--model.arch", arch, "--steps", "2", "--checkpoint_every", "2")
     ckpt = checkpoint.latest(fsdp)
     saved = {p.name for p in ckpt.iterdir()}
     if state_dict_type == "SHARDED_STATE_DICT":  # one .distcp file per rank
@@ -76,7 +74,7 @@ def test_fsdp_matches_ddp_through_a_resume_and_exports(tmp_path, arch, state_dic
         assert len(list((ckpt / "pytorch_model_fsdp_0").glob("*.distcp"))) == 2
     else:  # the whole model in one file, written by rank 0
         assert "pytorch_model_fsdp.bin" in saved, saved
-    launch(fsdp, sharding, "--model.arch", arch, "--steps", "3", "--resume")
+    launch(rendezvous, fsdp, sharding, "--model.arch", arch, "--steps", "3", "--resume")
 
     assert losses(fsdp) == pytest.approx(losses(ddp), rel=1e-5)  # steps 1-2 before, step 3 after the resume
     ema_ddp, ema_fsdp = exported(ddp), exported(fsdp)  # exports hold the EMA weights (ema.use_for_export)

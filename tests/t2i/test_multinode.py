@@ -2,10 +2,12 @@
 twice with node ranks 0 and 1, one CPU process each, rendezvous over loopback; they train as one DDP job of 2 ranks
 on a shared run folder (as nodes share a cluster filesystem)."""
 
+import contextlib
 import os
-import socket
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -16,33 +18,37 @@ REPO = Path(__file__).resolve().parents[2]
 NODE = REPO / "scripts" / "slurm" / "t2i_node.sh"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_nodes_over_loopback_train_as_one_job(tmp_path):
-    out = tmp_path / "run"
-    port = free_port()
+def start_nodes(out: Path, port: int) -> tuple[int, str]:
+    """Both nodes, each as t2i.sbatch's srun starts it; (the first non-zero exit status or 0, both logs)."""
     base = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
             "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(REPO), "GPUS_PER_NODE": "1", "THREADS_PER_PROCESS": "1",
             "ACCELERATE": str(Path(sys.executable).with_name("accelerate")), "SLURM_NNODES": "2",
             "MAIN_ADDR": "127.0.0.1", "MAIN_PORT": str(port)}  # fmt: skip
     args = ["--config", str(REPO / "configs" / "t2i" / "debug.yaml"), "--out", str(out), "--steps", "2",
             "--validation.steps", "1", "--ema.decay", "0.9"]  # fmt: skip
-    nodes = [
-        subprocess.Popen(["bash", str(NODE), *args], cwd=REPO, env={**base, "SLURM_NODEID": str(rank)},
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        for rank in (0, 1)
-    ]
-    try:
-        logs = [node.communicate(timeout=900)[0] for node in nodes]
+    logs = [out.with_name(f"node{rank}.log") for rank in (0, 1)]
+    nodes = []
+    for rank, log in enumerate(logs):
+        with log.open("w") as f:  # each node its own process group, ended as a whole below
+            nodes.append(subprocess.Popen(["bash", str(NODE), *args], cwd=REPO, env={**base, "SLURM_NODEID": str(rank)},
+                                          stdout=f, stderr=subprocess.STDOUT, start_new_session=True))  # fmt: skip
+    try:  # a node that fails (e.g. node 0 finding the port taken) must not leave the other waiting for it
+        while any(node.poll() is None for node in nodes) and not any(node.poll() for node in nodes):
+            time.sleep(0.5)
     finally:
         for node in nodes:
-            node.kill()
-    for rank, (node, log) in enumerate(zip(nodes, logs)):
-        assert node.returncode == 0, f"node {rank}:\n{log[-4000:]}"
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+    failed = [node.returncode for node in nodes if node.returncode]
+    text = "".join(f"--- node {rank}:\n{log.read_text()[-4000:]}\n" for rank, log in enumerate(logs))
+    return (failed[0] if failed else 0), text
+
+
+def test_two_nodes_over_loopback_train_as_one_job(tmp_path, rendezvous):
+    out = tmp_path / "run"
+    returncode, log = rendezvous(lambda port: start_nodes(out, port))
+    assert returncode == 0, log
     last = checkpoint.latest(out)
     r0, r1 = (torch.load(last / f"train_state_rank{r}.pt", weights_only=False) for r in (0, 1))
     assert r0["step"] == r1["step"] == 2
