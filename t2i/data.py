@@ -15,9 +15,10 @@ names the shards, the caption source and the skip counts (instead of reading the
 Resume, in time that does not grow with the run: each batch carries its stream's `role` and `position` (a
 `Position`: epoch, shard of the epoch and samples read in it, the shuffle buffer's and the buckets' samples as
 (epoch, shard, index in shard) plus the buffer rng's state). `StreamState` keeps the last position per role; a new
-stream seeks there: it opens the shard it stood in, skips the members before the offset without reading them, and
-reads back only the buffered and bucketed samples (from the few shards they came from); DataLoader workers are
-assigned roles so the batch order continues where it stopped. Same world size and worker count → identical batches.
+stream seeks there: it opens the shard it stood in at the byte offset after the last sample it read, and reads back
+only the buffered and bucketed samples, each at its own byte offset; nothing else before the position is read again
+(a compressed tar cannot be seeked into: it is decompressed up to there, without decoding the samples passed over).
+DataLoader workers are assigned roles so the batch order continues where it stopped. Same world size and worker count → identical batches.
 Another world size or worker count (ranks × workers) splits the shards differently, so a saved position cannot be
 continued: every new stream starts the epoch after the latest one any saved stream of any rank trained a sample from
 (`restart_epoch`), at its first shard. The rest of the interrupted epoch is skipped, nothing trained in it is trained
@@ -31,6 +32,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import random
 import re
 import tarfile
@@ -146,32 +148,46 @@ def expand_shards(patterns: list[str]) -> list[str]:
 _KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's key/extension split
 
 
-def read_tar(path: str, start: int = 0, only: set[int] | None = None) -> Iterator[dict]:
-    """Samples of one shard: {"__key__", "__shard__", "__index__" (n-th sample of the shard), ext: bytes} grouped by
-    consecutive key; from sample `start` on, or only those whose index is in `only`. Members of the samples passed
-    over are not read (the archive is opened seekable: their data is skipped by seeking)."""
-    current: dict | None = None
-    index, key = -1, None
-    with tarfile.open(path, "r:*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            m = _KEY_EXT.match(member.name)
-            if not m:
-                continue
-            if m.group(1) != key:
+_COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")  # gzip, bzip2, xz, zstd magic
+
+
+def read_tar(path: str, start: int = 0, only: set[int] | None = None, at: int = 0) -> Iterator[dict]:
+    """Samples of one shard: {"__key__", "__shard__", ext: bytes} grouped by consecutive key, from sample `start` on,
+    or only those whose index is in `only`. Each also has "__index__" (n-th sample of the shard), "__at__" (byte
+    offset of its first header) and "__end__" (byte offset after its last member): `at` = a sample's "__at__" (or
+    the previous one's "__end__") with `start` = its index seeks straight there in an uncompressed tar. Members of
+    the samples passed over are not read (in a compressed tar, which cannot be seeked into, they are decompressed)."""
+    with open(path, "rb") as f:
+        if f.read(6).startswith(_COMPRESSED):
+            at = 0  # counted from the start instead
+        if at and at >= os.fstat(f.fileno()).st_size:
+            return
+        f.seek(at)
+        current: dict | None = None
+        index, key = (start if at else 0) - 1, None
+        with tarfile.open(fileobj=f, mode="r|*" if not at else "r|") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                m = _KEY_EXT.match(member.name)
+                if not m:
+                    continue
+                if m.group(1) != key:
+                    if current is not None:
+                        yield current
+                        current = None
+                    index, key = index + 1, m.group(1)
+                    if only is not None and index > max(only, default=-1):
+                        return
+                    if index >= start and (only is None or index in only):
+                        current = {"__key__": key, "__shard__": path, "__index__": index, "__at__": at + member.offset}
                 if current is not None:
-                    yield current
-                    current = None
-                index, key = index + 1, m.group(1)
-                if only is not None and index > max(only, default=-1):
-                    return
-                if index >= start and (only is None or index in only):
-                    current = {"__key__": key, "__shard__": path, "__index__": index}
-            if current is not None:
-                current[m.group(2).lower()] = tar.extractfile(member).read()
-    if current is not None:
-        yield current
+                    current[m.group(2).lower()] = tar.extractfile(member).read()
+                    current["__end__"] = (
+                        at + member.offset_data + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                    )
+        if current is not None:
+            yield current
 
 
 def shard_order(shards: list[str], seed: int, epoch: int) -> list[str]:
@@ -399,7 +415,8 @@ class StreamState:
         return self.seekable and (self.world_size, self.num_roles) == (world_size, roles)
 
 
-Ref = tuple[int, int, int]  # a raw sample: (epoch it was read in, shard id = index in the sorted shard list, index)
+Ref = tuple[int, int, int, int]  # a raw sample: (epoch it was read in, shard id = index in the sorted shard list,
+# index in the shard, byte offset of its first header)
 
 
 @dataclass
@@ -410,6 +427,7 @@ class Position:
     epoch: int  # the epoch being read
     shard: int = 0  # index, in this stream's shard list of that epoch, of the shard being read
     offset: int = 0  # samples of that shard already read
+    at: int = 0  # byte offset in that shard after the last sample read (read_tar seeks there)
     read: int = 0  # raw samples of this epoch already read (the pass size once its shards are done)
     buffer: list[Ref] = field(default_factory=list)  # the shuffle buffer, in order
     rng: tuple | None = None  # the shuffle buffer rng's getstate(); None = not drawn from yet (seeded fresh)
@@ -418,7 +436,7 @@ class Position:
 
     def to_dict(self) -> dict:
         version, internal, gauss = self.rng if self.rng is not None else (None, (), None)
-        return {"epoch": self.epoch, "shard": self.shard, "offset": self.offset, "read": self.read,
+        return {"epoch": self.epoch, "shard": self.shard, "offset": self.offset, "at": self.at, "read": self.read,
                 "buffer": [list(r) for r in self.buffer], "rng": [version, list(internal), gauss],
                 "buckets": [[list(size), [list(r) for r in refs]] for size, refs in self.buckets.items()],
                 "tally": self.tally.to_dict()}  # fmt: skip
@@ -426,7 +444,7 @@ class Position:
     @classmethod
     def from_dict(cls, d: dict) -> Position:
         version, internal, gauss = d["rng"]
-        return cls(d["epoch"], d["shard"], d["offset"], d["read"], [tuple(r) for r in d["buffer"]],
+        return cls(d["epoch"], d["shard"], d["offset"], d["at"], d["read"], [tuple(r) for r in d["buffer"]],
                    (version, tuple(internal), gauss) if version is not None else None,
                    {tuple(size): [tuple(r) for r in refs] for size, refs in d["buckets"]},
                    PassTally.from_dict(d["tally"]))  # fmt: skip
@@ -504,39 +522,32 @@ class ShardStream(torch.utils.data.IterableDataset):
             while pos.shard < len(shards):
                 shard = shards[pos.shard]
                 table = cache.get(shard) if cache is not None else None
-                for sample in read_tar(shard, start=pos.offset):
-                    pos.offset, pos.read = pos.offset + 1, pos.read + 1
+                for sample in read_tar(shard, start=pos.offset, at=pos.at):
+                    pos.offset, pos.at, pos.read = pos.offset + 1, sample["__end__"], pos.read + 1
                     if table is not None:
                         attach_cache_entry(sample, table)
                     buffer.append((pos.epoch, sample))
                     if len(buffer) > self.cfg.shuffle_buffer:
                         yield buffer.pop(rng.randrange(len(buffer)))
-                pos.shard, pos.offset = pos.shard + 1, 0
+                pos.shard, pos.offset, pos.at = pos.shard + 1, 0, 0
             if pos.read == 0:
                 raise NoUsableSamples(f"data: shards {shards} hold no samples (empty tar files)")
             pos.tally.sizes[pos.epoch] = pos.read
             pos.epoch, pos.shard, pos.read = pos.epoch + 1, 0, 0
 
     def ref(self, epoch: int, sample: dict) -> Ref:
-        return epoch, self.shard_ids[sample["__shard__"]], sample["__index__"]
+        return epoch, self.shard_ids[sample["__shard__"]], sample["__index__"], sample["__at__"]
 
     def fetch(self, refs: list[Ref], cache) -> list[tuple[int, dict]]:
-        """The raw samples (epoch, sample) that `refs` name, in order: each shard they come from is read once, only
-        their members."""
-        wanted: dict[int, set[int]] = {}
-        for _, shard, index in refs:
-            wanted.setdefault(shard, set()).add(index)
-        found = {}
-        for shard, indices in wanted.items():
+        """The raw samples (epoch, sample) that `refs` name, in order, each read where its ref says it starts."""
+        out = []
+        for epoch, shard, index, at in refs:
             path = self.shards[shard]
-            table = cache.get(path) if cache is not None else None
-            for sample in read_tar(path, only=indices):
-                found[shard, sample["__index__"]] = attach_cache_entry(sample, table) if table is not None else sample
-        missing = [r for r in refs if (r[1], r[2]) not in found]
-        if missing:
-            epoch, shard, index = missing[0]
-            raise ValueError(f"data: resume: shard {self.shards[shard]} has no sample {index} any more (changed?)")
-        return [(epoch, found[shard, index]) for epoch, shard, index in refs]
+            sample = next(read_tar(path, start=index, only={index}, at=at), None)
+            if sample is None:
+                raise ValueError(f"data: resume: shard {path} has no sample {index} any more (changed since?)")
+            out.append((epoch, attach_cache_entry(sample, cache.get(path)) if cache is not None else sample))
+        return out
 
     def position_of(self, role: int) -> Position:
         """The position a stream starts at: the saved one, or the start of `first_epoch`."""

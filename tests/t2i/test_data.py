@@ -261,12 +261,13 @@ def test_resume_seeks_instead_of_replaying(tmp_path, monkeypatch):
     assert len(position["buffer"]) == 4 and position["buckets"] == []
     reads, read_tar = [], t2i.data.read_tar
 
-    def counted(path, start=0, only=None):
-        for sample in read_tar(path, start, only):
+    def counted(path, start=0, only=None, at=0):
+        assert at > 0 or start == 0, "a shard scanned from its start to reach a sample"
+        for sample in read_tar(path, start, only, at):
             reads.append((path, sample["__index__"]))
             yield sample
 
     monkeypatch.setattr(t2i.data, "read_tar", counted)
     resumed = _batches(cfg, 3, resume=StreamState.from_dict(json.loads(json.dumps(state.to_dict()))))
     assert [b.keys for b in resumed] == [b.keys for b in full[9:]]
-    assert len(reads) == 4 + 9  # the buffered samples, then one new sample per draw
+    assert len(reads) == 4 + 9  # the buffered samples, each read where it starts, then one new sample per draw
