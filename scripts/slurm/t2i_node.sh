@@ -11,6 +11,8 @@ set -euo pipefail
 : "${SLURM_NNODES:?set to the number of nodes}" "${SLURM_NODEID:?set to the rank of this node, 0 on the main node}"
 : "${MAIN_ADDR:?set to the address of node 0}"
 GPUS_PER_NODE=${GPUS_PER_NODE:-$(nvidia-smi -L | wc -l)}
+# on SIGTERM the launcher passes it on and waits this long for the checkpoint before killing (torch's default: 30 s)
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-100}
 ACCELERATE=${ACCELERATE:-accelerate}
 if [ -n "${ACCELERATE_CONFIG:-}" ]; then
     mode=(--config_file "$ACCELERATE_CONFIG")
