@@ -271,3 +271,16 @@ def test_resume_seeks_instead_of_replaying(tmp_path, monkeypatch):
     resumed = _batches(cfg, 3, resume=StreamState.from_dict(json.loads(json.dumps(state.to_dict()))))
     assert [b.keys for b in resumed] == [b.keys for b in full[9:]]
     assert len(reads) == 4 + 9  # the buffered samples, each read where it starts, then one new sample per draw
+
+
+def test_state_saved_as_cursors_restarts_at_the_next_epoch(tmp_path, caplog):
+    """A checkpoint of the replaying version (raw-sample cursors, no positions) cannot be seeked: next epoch."""
+    write_shards(tmp_path, 12, shard_size=6, size=8)
+    cfg = DataConfig(shards=[str(tmp_path / "*.tar")], resolution=8, batch_size=3, shuffle_buffer=0)
+    old = StreamState.from_dict(
+        {"world_size": 1, "num_roles": 1, "batches": 3, "cursors": {"0": 9}, "epochs": {"0": 0}}
+    )
+    assert not old.continues(1, 1)
+    with caplog.at_level("WARNING", logger="t2i.data"):
+        stream = ShardStream(cfg, resume=old)
+    assert stream.start.first_epoch == 1 and "raw-sample cursors" in caplog.text
