@@ -15,9 +15,8 @@ from pathlib import Path
 from captioner.media import VIDEO_SUFFIXES, MediaError, is_video, load_image, load_video
 from captioner.tasks import TaskSpec, get_task, with_extra
 from omnicap.config import Config, parse
+from omnicap.shards import IMAGE_SUFFIXES
 from omnicap.tracking import WandbConfig, init_wandb
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 class CaptionConfig(Config):

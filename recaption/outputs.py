@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnicap.files import atomic_open, write_json
-from recaption.shards import ShardReader
+from omnicap.shards import ShardReader
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,13 @@ def write_rewrite(path: Path, url: str, captions: dict[str, dict[str, str]], suf
     """Re-reads the input shard and writes it again with caption members after each captioned sample."""
     done: set[str] = set()
     with atomic_open(path, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as out:
-        for sample in ShardReader(url):
-            for member in sample.members:
+        for sample in ShardReader(url, keyless=True):  # keyless members are copied too
+            for member in sample.members.values():
                 out.addfile(copy.copy(member.info), io.BytesIO(member.data))
-            by_task = captions.get(sample.key)
+            by_task = captions.get(sample.key) if sample.key is not None else None
             if by_task and sample.key not in done:
                 done.add(sample.key)
-                like = sample.members[0].info
+                like = next(iter(sample.members.values())).info
                 text = json.dumps(by_task, ensure_ascii=False)
                 out.addfile(*_text_member(f"{sample.key}.{suffix}.json", text, like))
                 out.addfile(*_text_member(f"{sample.key}.{suffix}.txt", next(iter(by_task.values())), like))

@@ -20,19 +20,23 @@ import hashlib
 import io
 import json
 import time
-from pathlib import Path
 
 import torch
 from PIL import Image
 
 from omnicap.config import parse
 from omnicap.files import atomic_open
-from t2i.data import IMAGE_EXTS, SidecarCache, caption_options, expand_shards, read_tar, to_tensor
+from omnicap.shards import read_samples
+from t2i.cachefile import CacheReader, cache_path, full_states
+from t2i.captions import SidecarCache, caption_options
+from t2i.config import TrainConfig
+from t2i.data import expand_shards, image_bytes, to_tensor
 from t2i.parts import build_parts, encode_latents
 
+__all__ = ["CacheReader", "cache_path", "full_states"]  # the read side lives in t2i.cachefile
 
-def fingerprint(cfg) -> str:
-    """cfg: t2i.config.TrainConfig."""
+
+def fingerprint(cfg: TrainConfig) -> str:
     m, d = cfg.model, cfg.data
     key = {
         "arch": m.arch, "vae": m.vae.model_dump(), "text_encoder": m.text_encoder.model_dump(),
@@ -41,12 +45,6 @@ def fingerprint(cfg) -> str:
         "caption": d.caption.model_dump(include={"source", "member", "field", "sidecar_dir", "sidecar_suffix"}),
     }  # fmt: skip
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def cache_path(shard: str, fp: str, cache_dir: str | None = None) -> Path:
-    shard_path = Path(shard)
-    folder = Path(cache_dir) if cache_dir else shard_path.parent
-    return folder / f"{shard_path.name.removesuffix('.tar')}.t2icache-{fp}.pt"
 
 
 def _real_states(states) -> list[dict]:
@@ -58,18 +56,8 @@ def _real_states(states) -> list[dict]:
     return out
 
 
-def full_states(entry: dict, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """{"pos", "states"} → ([L, D] states with zeros at padding, [L] mask)."""
-    pos = entry["pos"].long()
-    embeds = entry["states"].new_zeros(length, entry["states"].shape[-1])
-    embeds[pos] = entry["states"]
-    mask = torch.zeros(length, dtype=torch.long)
-    mask[pos] = 1
-    return embeds, mask
-
-
 @torch.no_grad()
-def build_cache(parts, cfg, shard: str, batch: int = 32) -> dict:
+def build_cache(parts, cfg: TrainConfig, shard: str, batch: int = 32) -> dict:
     """Latents and caption states of every decodable sample of one shard (bad samples are left out)."""
     d = cfg.data
     sidecars = SidecarCache(d.caption)
@@ -87,15 +75,14 @@ def build_cache(parts, cfg, shard: str, batch: int = 32) -> dict:
             table[key] = {"latent": latent.cpu().clone(), "texts": texts, "states": dict(zip(styles, states))}
         pending.clear()
 
-    for sample in read_tar(shard):
-        ext = next((e for e in IMAGE_EXTS if e in sample), None)
+    for sample in read_samples(shard):
         try:
             texts = caption_options(sample, d.caption, sidecars)
-            with Image.open(io.BytesIO(sample[ext])) as im:
+            with Image.open(io.BytesIO(image_bytes(sample))) as im:
                 pixels = to_tensor(im, d.resolution)
         except Exception:  # noqa: BLE001 - counted as bad by the trainer when it finds no entry
             continue
-        pending.append((sample["__key__"], pixels, texts))
+        pending.append((sample.key, pixels, texts))
         if len(pending) == batch:
             flush()
     if pending:
@@ -103,7 +90,7 @@ def build_cache(parts, cfg, shard: str, batch: int = 32) -> dict:
     return table
 
 
-def write_cache(cfg, parts=None) -> tuple[int, float]:
+def write_cache(cfg: TrainConfig, parts=None) -> tuple[int, float]:
     """Cache files of every shard that has none yet: (shards written, seconds). `parts` (t2i.parts.Parts) built from
     cfg.model when not given; the encoders must be those the trainer would build (same model section and seed)."""
     fp = fingerprint(cfg)
@@ -122,25 +109,7 @@ def write_cache(cfg, parts=None) -> tuple[int, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from t2i.config import TrainConfig
-
     cfg = parse(TrainConfig, argv, prog="python -m t2i cache")
     done, seconds = write_cache(cfg)
     print(f"cache {fingerprint(cfg)}: {done} shard(s) written in {seconds:.1f} s")
     return 0
-
-
-class CacheReader:
-    """Loads one shard's cache file at a time (a stream reads its shards in order)."""
-
-    def __init__(self, fp: str, cache_dir: str | None):
-        self.fp, self.cache_dir = fp, cache_dir
-        self.shard, self.table = None, {}
-
-    def get(self, shard: str) -> dict:
-        if shard != self.shard:
-            path = cache_path(shard, self.fp, self.cache_dir)
-            if not path.is_file():
-                raise FileNotFoundError(f"no embedding cache {path}; run `python -m t2i cache` with the same config")
-            self.shard, self.table = shard, torch.load(path, weights_only=False)
-        return self.table

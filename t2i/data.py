@@ -1,8 +1,9 @@
 """Streaming image–caption batches from webdataset tar shards, with an exactly resumable position.
 
-Shards: img2dataset's layout (`{key}.jpg|png|webp`, `{key}.txt`, `{key}.json`), the recaption job's rewrite output
-(`{key}.omnicap.json` = {task_type: caption}), or plain shards plus a sidecar folder (`DIR/NAME.omnicap.json` =
-{key: {task_type: caption}} for shard NAME.tar).
+Shards: img2dataset's layout (`{key}.jpg|png|webp|...`, `{key}.txt`, `{key}.json`), the recaption job's rewrite
+output (`{key}.omnicap.json` = {task_type: caption}), or plain shards plus a sidecar folder (`DIR/NAME.omnicap.json` =
+{key: {task_type: caption}} for shard NAME.tar). Shard lists, keys (webdataset's rule) and image members:
+omnicap.shards; caption sources: t2i.captions; the embedding cache's files: t2i.cachefile.
 
 Order of one stream (one per rank and DataLoader worker):
   epoch e → shards permuted by (seed, e) → every (world·workers)-th shard for this rank/worker → tar members grouped by
@@ -14,11 +15,12 @@ names the shards, the caption source and the skip counts (instead of reading the
 
 Resume, in time that does not grow with the run: each batch carries its stream's `role` and `position` (a
 `Position`: epoch, shard of the epoch and samples read in it, the shuffle buffer's and the buckets' samples as
-(epoch, shard, index in shard) plus the buffer rng's state). `StreamState` keeps the last position per role; a new
+(epoch, shard, index, byte offset) plus the buffer rng's state). `StreamState` keeps the last position per role; a new
 stream seeks there: it opens the shard it stood in at the byte offset after the last sample it read, and reads back
 only the buffered and bucketed samples, each at its own byte offset; nothing else before the position is read again
 (a compressed tar cannot be seeked into: it is decompressed up to there, without decoding the samples passed over).
-DataLoader workers are assigned roles so the batch order continues where it stopped. Same world size and worker count → identical batches.
+DataLoader workers are assigned roles so the batch order continues where it stopped. Same world size and worker
+count → identical batches.
 Another world size or worker count (ranks × workers) splits the shards differently, so a saved position cannot be
 continued: every new stream starts the epoch after the latest one any saved stream of any rank trained a sample from
 (`restart_epoch`), at its first shard. The rest of the interrupted epoch is skipped, nothing trained in it is trained
@@ -27,38 +29,26 @@ again before that next epoch, and the next epoch is split over the new streams a
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import io
-import json
 import logging
-import os
 import random
-import re
-import tarfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 import torch
 from PIL import Image
 from pydantic import field_validator
 
 from omnicap.config import Config
+from omnicap.shards import Sample, ShardReader, expand, read_samples
 from t2i.buckets import nearest_bucket, ratio_table
+from t2i.cachefile import CacheReader, full_states
+from t2i.captions import BadSample, CaptionConfig, SidecarCache, caption_options, choose_caption
 
 log = logging.getLogger(__name__)
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
-
-
-class BadSample(KeyError):
-    """A sample that cannot be trained on; `reason` is a short label for the skip counts (e.g. "no caption")."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+__all__ = ["BadSample", "CaptionConfig", "choose_caption"]  # caption sources live in t2i.captions
 
 
 class NoUsableSamples(RuntimeError):
@@ -74,27 +64,10 @@ def skip_reason(error: Exception) -> str:
     return type(error).__name__
 
 
-class CaptionConfig(Config):
-    source: Literal["txt", "member", "sidecar"] = "txt"
-    """where captions come from: 'txt' = the plain-text member (`member`, default txt); 'member' = a JSON member
-    (`member`, e.g. json or omnicap.json) at `field`; 'sidecar' = DIR/NAME.<suffix>.json beside or for each shard"""
-    member: str | None = None
-    """member extension: txt for 'txt', json for 'member' when unset (recaption rewrite output: omnicap.json)"""
-    field: str | None = None
-    """dotted path inside the JSON member to the caption or {task_type: caption} (toyworld ground truth: captions)"""
-    sidecar_dir: str | None = None
-    """folder of sidecar files for source 'sidecar'; None = the shards' own folder"""
-    sidecar_suffix: str = "omnicap"
-    """sidecar file name: NAME.<suffix>.json"""
-    weights: dict[str, float] = {}
-    """{task_type: weight} among styles present for an image (renormalised over those present); empty = uniform"""
-    dropout: float = 0.1
-    """probability that a caption is replaced by the null caption (classifier-free guidance; SANA: 0.1)"""
-
-
 class DataConfig(Config):
     shards: list[str] = []
-    """tar shards: paths, globs or brace patterns (data/{00000..00099}.tar)"""
+    """tar shards: paths, globs, brace patterns (data/{00000..00099}.tar) or folders; a glob or folder keeps only
+    the tar files (img2dataset's .parquet and _stats.json are ignored, and named in the log)"""
 
     @field_validator("shards", mode="before")
     @classmethod
@@ -130,134 +103,14 @@ class DataConfig(Config):
 
 
 def expand_shards(patterns: list[str]) -> list[str]:
-    """Paths from globs and brace patterns, sorted, duplicates removed; an empty result is an error."""
-    from braceexpand import braceexpand
-
-    found: list[str] = []
-    for pattern in patterns:
-        for p in braceexpand(pattern):
-            matches = sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p]
-            found += matches
-    found = sorted(dict.fromkeys(found))
-    missing = [p for p in found if not Path(p).is_file()]
-    if missing or not found:
-        raise FileNotFoundError(f"data.shards: no such shard(s) {missing[:3] or patterns}")
-    return found
-
-
-_KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's key/extension split
-
-
-_COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")  # gzip, bzip2, xz, zstd magic
-
-
-def read_tar(path: str, start: int = 0, only: set[int] | None = None, at: int = 0) -> Iterator[dict]:
-    """Samples of one shard: {"__key__", "__shard__", ext: bytes} grouped by consecutive key, from sample `start` on,
-    or only those whose index is in `only`. Each also has "__index__" (n-th sample of the shard), "__at__" (byte
-    offset of its first header) and "__end__" (byte offset after its last member): `at` = a sample's "__at__" (or
-    the previous one's "__end__") with `start` = its index seeks straight there in an uncompressed tar. Members of
-    the samples passed over are not read (in a compressed tar, which cannot be seeked into, they are decompressed)."""
-    with open(path, "rb") as f:
-        if f.read(6).startswith(_COMPRESSED):
-            at = 0  # counted from the start instead
-        if at and at >= os.fstat(f.fileno()).st_size:
-            return
-        f.seek(at)
-        current: dict | None = None
-        index, key = (start if at else 0) - 1, None
-        with tarfile.open(fileobj=f, mode="r|*" if not at else "r|") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                m = _KEY_EXT.match(member.name)
-                if not m:
-                    continue
-                if m.group(1) != key:
-                    if current is not None:
-                        yield current
-                        current = None
-                    index, key = index + 1, m.group(1)
-                    if only is not None and index > max(only, default=-1):
-                        return
-                    if index >= start and (only is None or index in only):
-                        current = {"__key__": key, "__shard__": path, "__index__": index, "__at__": at + member.offset}
-                if current is not None:
-                    current[m.group(2).lower()] = tar.extractfile(member).read()
-                    current["__end__"] = (
-                        at + member.offset_data + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-                    )
-        if current is not None:
-            yield current
+    """Tar shards from paths, globs, brace patterns and folders (omnicap.shards.expand), sorted."""
+    return sorted(expand(patterns, what="data.shards").paths)
 
 
 def shard_order(shards: list[str], seed: int, epoch: int) -> list[str]:
     order = list(shards)
     random.Random(f"{seed}/shards/{epoch}").shuffle(order)
     return order
-
-
-# ---------------------------------------------------------------------------------------------------- captions
-
-
-def _dig(obj, dotted: str | None):
-    for part in (dotted or "").split(".") if dotted else []:
-        if not isinstance(obj, dict) or part not in obj:
-            raise BadSample("caption field missing", f"field {dotted!r} not found (missing {part!r})")
-        obj = obj[part]
-    return obj
-
-
-def caption_options(sample: dict, cfg: CaptionConfig, sidecars: SidecarCache) -> str | dict[str, str]:
-    """The caption text, or {task_type: text}, of a raw sample; BadSample when it has none."""
-    if cfg.source == "txt":
-        member = cfg.member or "txt"
-        if member not in sample:
-            raise BadSample("no caption member", f"no .{member} member")
-        return sample[member].decode("utf-8")
-    if cfg.source == "member":
-        member = cfg.member or "json"
-        if member not in sample:
-            raise BadSample("no caption member", f"no .{member} member")
-        return _dig(json.loads(sample[member]), cfg.field)
-    table = sidecars.get(sample["__shard__"])
-    if sample["__key__"] not in table:
-        raise BadSample("key not in sidecar", str(sidecars.path(sample["__shard__"])))
-    return _dig(table[sample["__key__"]], cfg.field)
-
-
-def choose_caption(options: str | dict[str, str], weights: dict[str, float], rng: random.Random) -> tuple[str, str]:
-    """(task_type, caption) drawn by `weights` among the styles present (uniform when weights is empty)."""
-    if isinstance(options, str):
-        if not options.strip():
-            raise BadSample("empty caption")
-        return "text", options
-    present = {k: v for k, v in options.items() if isinstance(v, str) and v.strip()}
-    names = [k for k in present if not weights or weights.get(k, 0) > 0]
-    if not names:
-        raise BadSample(
-            "no weighted caption style", f"none of {sorted(weights) or 'any style'} present (has {sorted(present)})"
-        )
-    w = [weights.get(k, 1.0) if weights else 1.0 for k in names]
-    name = rng.choices(names, weights=w)[0]
-    return name, present[name]
-
-
-class SidecarCache:
-    """Loads `DIR/NAME.<suffix>.json` once per shard."""
-
-    def __init__(self, cfg: CaptionConfig):
-        self.cfg, self.tables = cfg, {}
-
-    def path(self, shard: str) -> Path:
-        shard_path = Path(shard)
-        folder = Path(self.cfg.sidecar_dir) if self.cfg.sidecar_dir else shard_path.parent
-        return folder / f"{shard_path.name.removesuffix('.tar')}.{self.cfg.sidecar_suffix}.json"
-
-    def get(self, shard: str) -> dict:
-        if shard not in self.tables:
-            p = self.path(shard)
-            self.tables[shard] = json.loads(p.read_text()) if p.is_file() else {}
-        return self.tables[shard]
 
 
 # ------------------------------------------------------------------------------------------------------- images
@@ -295,31 +148,29 @@ class Example:
     text: tuple[torch.Tensor, torch.Tensor] | None = None  # cached ([L, D] states, [L] mask)
 
 
-def attach_cache_entry(sample: dict, table: dict) -> dict:
-    """Stores the sample's entry of its shard's embedding cache table (t2i.cache) in the sample, as `__cache__`
+def attach_cache_entry(sample: Sample, table: dict) -> Sample:
+    """Stores the sample's entry of its shard's embedding cache table (t2i.cache) in `sample.extra["cache"]`
     (entry None: not in the cache), with what decoding needs from the table (null-caption states, max_length)."""
     meta = table["__meta__"]
-    sample["__cache__"] = {
-        "entry": table.get(sample["__key__"]),
+    sample.extra["cache"] = {
+        "entry": table.get(sample.key),
         "null": table["__null__"],
         "max_length": meta["max_length"],
     }
     return sample
 
 
-def cache_entry(sample: dict) -> dict:
+def cache_entry(sample: Sample) -> dict:
     """The sample's attached embedding-cache entry; BadSample when the cache has none."""
-    entry = sample["__cache__"]["entry"]
+    entry = sample.extra["cache"]["entry"]
     if entry is None:
         raise BadSample("not in the embedding cache", "it was a bad sample when the cache was written")
     return entry
 
 
-def decode_cached(sample: dict, cfg: DataConfig, epoch: int) -> Example:
+def decode_cached(sample: Sample, cfg: DataConfig, epoch: int) -> Example:
     """The sample's latent and chosen caption's states from its attached embedding-cache entry."""
-    from t2i.cache import full_states
-
-    key, entry, cached = sample["__key__"], cache_entry(sample), sample["__cache__"]
+    key, entry, cached = sample.key, cache_entry(sample), sample.extra["cache"]
     rng = sample_rng(cfg.seed, epoch, key)
     style, caption = choose_caption(entry["texts"], cfg.caption.weights, rng)
     dropped = rng.random() < cfg.caption.dropout
@@ -328,16 +179,21 @@ def decode_cached(sample: dict, cfg: DataConfig, epoch: int) -> Example:
     return Example(None, "" if dropped else caption, style, dropped, key, entry["latent"], text)
 
 
-def decode(sample: dict, cfg: DataConfig, epoch: int, sidecars: SidecarCache, size=None) -> Example:
-    ext = next((e for e in IMAGE_EXTS if e in sample), None)
-    if ext is None:
+def image_bytes(sample: Sample) -> bytes:
+    """The sample's image member (omnicap.shards.IMAGE_EXTS); BadSample when it has none."""
+    member = sample.image()
+    if member is None:
         raise BadSample("no image member")
-    with Image.open(io.BytesIO(sample[ext])) as im:
+    return member.data
+
+
+def decode(sample: Sample, cfg: DataConfig, epoch: int, sidecars: SidecarCache, size=None) -> Example:
+    with Image.open(io.BytesIO(image_bytes(sample))) as im:
         pixels = to_tensor(im, size or cfg.resolution)
-    rng = sample_rng(cfg.seed, epoch, sample["__key__"])
+    rng = sample_rng(cfg.seed, epoch, sample.key)
     style, caption = choose_caption(caption_options(sample, cfg.caption, sidecars), cfg.caption.weights, rng)
     dropped = rng.random() < cfg.caption.dropout
-    return Example(pixels, "" if dropped else caption, style, dropped, sample["__key__"])
+    return Example(pixels, "" if dropped else caption, style, dropped, sample.key)
 
 
 # ------------------------------------------------------------------------------------------------------ batches
@@ -427,7 +283,7 @@ class Position:
     epoch: int  # the epoch being read
     shard: int = 0  # index, in this stream's shard list of that epoch, of the shard being read
     offset: int = 0  # samples of that shard already read
-    at: int = 0  # byte offset in that shard after the last sample read (read_tar seeks there)
+    at: int = 0  # byte offset in that shard after the last sample read (omnicap.shards.ShardReader seeks there)
     read: int = 0  # raw samples of this epoch already read (the pass size once its shards are done)
     buffer: list[Ref] = field(default_factory=list)  # the shuffle buffer, in order
     rng: tuple | None = None  # the shuffle buffer rng's getstate(); None = not drawn from yet (seeded fresh)
@@ -511,8 +367,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         stream = self.rank * self.num_roles + role
         return shard_order(self.shards, self.cfg.seed, epoch)[stream :: self.world_size * self.num_roles]
 
-    def raw_samples(self, role: int, pos: Position, buffer: list[tuple[int, dict]], rng: random.Random,
-                    cache=None) -> Iterator[tuple[int, dict]]:  # fmt: skip
+    def raw_samples(self, role: int, pos: Position, buffer: list[tuple[int, Sample]], rng: random.Random,
+                    cache=None) -> Iterator[tuple[int, Sample]]:  # fmt: skip
         """(epoch, raw sample) forever from `pos` on, through the shuffle `buffer` (drawn by `rng`); advances `pos`
         (epoch, shard, offset, read; `pos.tally.sizes[epoch]` = raw samples of an epoch once all its shards are
         read) as it reads. With the embedding cache (a t2i.cache.CacheReader) each sample gets its cache entry here,
@@ -522,8 +378,8 @@ class ShardStream(torch.utils.data.IterableDataset):
             while pos.shard < len(shards):
                 shard = shards[pos.shard]
                 table = cache.get(shard) if cache is not None else None
-                for sample in read_tar(shard, start=pos.offset, at=pos.at):
-                    pos.offset, pos.at, pos.read = pos.offset + 1, sample["__end__"], pos.read + 1
+                for sample in read_samples(shard, start=pos.offset, at=pos.at):
+                    pos.offset, pos.at, pos.read = pos.offset + 1, sample.end, pos.read + 1
                     if table is not None:
                         attach_cache_entry(sample, table)
                     buffer.append((pos.epoch, sample))
@@ -535,15 +391,15 @@ class ShardStream(torch.utils.data.IterableDataset):
             pos.tally.sizes[pos.epoch] = pos.read
             pos.epoch, pos.shard, pos.read = pos.epoch + 1, 0, 0
 
-    def ref(self, epoch: int, sample: dict) -> Ref:
-        return epoch, self.shard_ids[sample["__shard__"]], sample["__index__"], sample["__at__"]
+    def ref(self, epoch: int, sample: Sample) -> Ref:
+        return epoch, self.shard_ids[sample.shard], sample.index, sample.at
 
-    def fetch(self, refs: list[Ref], cache) -> list[tuple[int, dict]]:
+    def fetch(self, refs: list[Ref], cache) -> list[tuple[int, Sample]]:
         """The raw samples (epoch, sample) that `refs` name, in order, each read where its ref says it starts."""
         out = []
         for epoch, shard, index, at in refs:
             path = self.shards[shard]
-            sample = next(read_tar(path, start=index, only={index}, at=at), None)
+            sample = next(iter(ShardReader(path, start=index, at=at)), None)
             if sample is None:
                 raise ValueError(f"data: resume: shard {path} has no sample {index} any more (changed since?)")
             out.append((epoch, attach_cache_entry(sample, cache.get(path)) if cache is not None else sample))
@@ -575,25 +431,23 @@ class ShardStream(torch.utils.data.IterableDataset):
             "Check the caption source (e.g. an empty recaption sidecar) and data.caption.*"
         )
 
-    def bucket_of(self, sample: dict, cache) -> tuple[int, int]:
+    def bucket_of(self, sample: Sample, cache) -> tuple[int, int]:
         """Admission of one raw sample, cheap (image header, caption presence, cache entry): its bucket (h, w), or
         an exception for a bad sample. Pixels are decoded only when its batch is complete."""
         if cache is not None:
             latent = cache_entry(sample)["latent"]  # [C, h, w]
             return tuple(latent.shape[1:])
-        ext = next((e for e in IMAGE_EXTS if e in sample), None)
-        if ext is None:
-            raise BadSample("no image member")
+        data = image_bytes(sample)
         choose_caption(
             caption_options(sample, self.cfg.caption, self.sidecars), self.cfg.caption.weights, random.Random()
         )
-        with Image.open(io.BytesIO(sample[ext])) as im:  # reads the header only
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only
             width, height = im.size
         if not self.cfg.buckets:
             return (self.cfg.resolution, self.cfg.resolution)
         return nearest_bucket(width, height, self.table)
 
-    def materialize(self, pending: list[tuple[int, dict]], size, cache) -> tuple[list[Example], Counter]:
+    def materialize(self, pending: list[tuple[int, Sample]], size, cache) -> tuple[list[Example], Counter]:
         """Decoded examples of one batch, and the skip counts (by reason) of those that failed to decode."""
         examples, bad = [], Counter()
         for epoch, sample in pending:
@@ -604,7 +458,7 @@ class ShardStream(torch.utils.data.IterableDataset):
                     examples.append(decode(sample, self.cfg, epoch, self.sidecars, size))
             except Exception as e:  # noqa: BLE001 - a bad sample is counted, never fatal
                 bad[skip_reason(e)] += 1
-                log.warning("data: skipping %s in %s: %s", sample["__key__"], sample["__shard__"], e)
+                log.warning("data: skipping %s in %s: %s", sample.key, sample.shard, e)
         return examples, bad
 
     def __iter__(self) -> Iterator[Batch]:
@@ -617,18 +471,14 @@ class ShardStream(torch.utils.data.IterableDataset):
         tally = pos.tally
         self.sidecars = SidecarCache(self.cfg.caption)
         self.table = ratio_table(self.cfg.resolution, self.cfg.bucket_multiple)
-        cache = None
-        if self.cache_fingerprint:
-            from t2i.cache import CacheReader
-
-            cache = CacheReader(self.cache_fingerprint, self.cfg.cache_dir)
+        cache = CacheReader(self.cache_fingerprint, self.cfg.cache_dir) if self.cache_fingerprint else None
         stream = self.rank * self.num_roles + role
         rng = random.Random(f"{self.cfg.seed}/buffer/{stream}/{self.start.first_epoch}")
         if pos.rng is not None:
             rng.setstate(pos.rng)
         buffer = self.fetch(pos.buffer, cache)
         bucketed = self.fetch([r for refs in pos.buckets.values() for r in refs], cache)
-        buckets: dict[tuple[int, int], list[tuple[int, dict]]] = {}
+        buckets: dict[tuple[int, int], list[tuple[int, Sample]]] = {}
         for size, refs in pos.buckets.items():
             buckets[size], bucketed = bucketed[: len(refs)], bucketed[len(refs) :]
         skipped = Counter()  # reason -> bad samples since the last batch
@@ -638,7 +488,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             except Exception as e:  # noqa: BLE001 - a bad sample is counted, never fatal
                 skipped[skip_reason(e)] += 1
                 tally.add(epoch, skip_reason(e))
-                log.warning("data: skipping %s in %s: %s", sample["__key__"], sample["__shard__"], e)
+                log.warning("data: skipping %s in %s: %s", sample.key, sample.shard, e)
                 dead = tally.unusable_pass()
                 if dead is not None:
                     raise self.no_usable_samples(role, *dead) from e

@@ -41,12 +41,12 @@ def test_sidecar_then_rerun_skips(tmp_path, shards, lively_model, capsys):
 def test_every_bad_input_is_counted_and_the_rest_captioned(tmp_path, shards, lively_model):
     members, good_keys = [], []
     for i, (name, (ext, data)) in enumerate(shards.odd_format_images().items()):
-        key = f"odd.{i}.{name}"  # dotted keys
+        key = f"odd{i}_{name}"
         members += [(f"{key}.{ext}", data), (f"{key}.txt", b"alt")]
         good_keys.append(key)
     for cls, sample in shards.bad_samples().items():
-        members += [(f"bad.{cls}.{ext}", data) for ext, data in sample]
-    members += [("odd.0.jpeg.jpeg", b"a duplicate key")]  # same key as the first good sample, later in the shard
+        members += [(f"bad_{cls}.{ext}", data) for ext, data in sample]
+    members += [("odd0_jpeg.jpeg", b"a duplicate key")]  # same key as the first good sample, later in the shard
     shards.write_tar(tmp_path / "in" / "00000.tar", members)
     # a second shard cut inside its fourth sample
     full = shards.good_shard(tmp_path / "in" / "00001.tar", 6, start=100).read_bytes()
@@ -98,9 +98,9 @@ def test_rewrite_keeps_every_original_byte(tmp_path, shards, lively_model):
     for name, data in members:
         assert got[name] == data
     assert names[:3] == ["a.b.c.jpg", "a.b.c.txt", "a.b.c.json"]
-    assert names[3:5] == ["a.b.c.omnicap.json", "a.b.c.omnicap.txt"]  # right after their sample
-    captions = json.loads(got["a.b.c.omnicap.json"])
-    assert list(captions) == ["detailed", "short"] and got["a.b.c.omnicap.txt"].decode() == captions["detailed"]
+    assert names[3:5] == ["a.omnicap.json", "a.omnicap.txt"]  # right after their sample, webdataset's key `a`
+    captions = json.loads(got["a.omnicap.json"])
+    assert list(captions) == ["detailed", "short"] and got["a.omnicap.txt"].decode() == captions["detailed"]
     assert "nothing.omnicap.json" not in got and "000000009.omnicap.txt" in got
     assert read_json(out / "00003.stats.json")["errors"]["missing_image"] == 1
     # webdataset reads the rewritten shard with the captions beside the original fields

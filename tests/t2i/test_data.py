@@ -259,15 +259,17 @@ def test_resume_seeks_instead_of_replaying(tmp_path, monkeypatch):
     position = json.loads(json.dumps(state.to_dict()))["positions"]["0"]
     assert (position["epoch"], position["shard"], position["offset"]) == (0, 5, 1)
     assert len(position["buffer"]) == 4 and position["buckets"] == []
-    reads, read_tar = [], t2i.data.read_tar
+    reads = []
 
-    def counted(path, start=0, only=None, at=0):
-        assert at > 0 or start == 0, "a shard scanned from its start to reach a sample"
-        for sample in read_tar(path, start, only, at):
-            reads.append((path, sample["__index__"]))
-            yield sample
+    class Counted(t2i.data.ShardReader):  # the stream reads shards through ShardReader (read_samples uses it)
+        def __iter__(self):
+            assert self.at > 0 or self.start == 0, "a shard scanned from its start to reach a sample"
+            for sample in super().__iter__():
+                reads.append((self.url, sample.index))
+                yield sample
 
-    monkeypatch.setattr(t2i.data, "read_tar", counted)
+    monkeypatch.setattr(t2i.data, "ShardReader", Counted)
+    monkeypatch.setattr(t2i.data, "read_samples", lambda url, start=0, at=0: iter(Counted(url, start=start, at=at)))
     resumed = _batches(cfg, 3, resume=StreamState.from_dict(json.loads(json.dumps(state.to_dict()))))
     assert [b.keys for b in resumed] == [b.keys for b in full[9:]]
     assert len(reads) == 4 + 9  # the buffered samples, each read where it starts, then one new sample per draw
