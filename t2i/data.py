@@ -395,14 +395,16 @@ class ShardStream(torch.utils.data.IterableDataset):
         return epoch, self.shard_ids[sample.shard], sample.index, sample.at
 
     def fetch(self, refs: list[Ref], cache) -> list[tuple[int, Sample]]:
-        """The raw samples (epoch, sample) that `refs` name, in order, each read where its ref says it starts."""
-        out = []
-        for epoch, shard, index, at in refs:
+        """The raw samples (epoch, sample) that `refs` name, in order, each read where its ref says it starts (shard
+        by shard, so each embedding-cache file is loaded once)."""
+        out: list = [None] * len(refs)
+        for i in sorted(range(len(refs)), key=lambda i: refs[i][1:3]):
+            epoch, shard, index, at = refs[i]
             path = self.shards[shard]
             sample = next(iter(ShardReader(path, start=index, at=at)), None)
             if sample is None:
                 raise ValueError(f"data: resume: shard {path} has no sample {index} any more (changed since?)")
-            out.append((epoch, attach_cache_entry(sample, cache.get(path)) if cache is not None else sample))
+            out[i] = (epoch, attach_cache_entry(sample, cache.get(path)) if cache is not None else sample)
         return out
 
     def position_of(self, role: int) -> Position:

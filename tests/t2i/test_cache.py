@@ -6,7 +6,7 @@ import torch
 from omnicap.config import load
 from t2i import cache, step, train
 from t2i.config import TrainConfig
-from t2i.data import ShardStream, make_loader
+from t2i.data import ShardStream, StreamState, make_loader
 from t2i.parts import build_parts, encode_latents, predict
 from t2i.synthetic import write_shards
 from t2i.text import TextEncoder
@@ -26,6 +26,18 @@ def _metrics(out):
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+def _batches(stream, n):
+    it = iter(make_loader(stream))
+    return [next(it) for _ in range(n)]
+
+
+def _after(batches) -> StreamState:
+    state = StreamState()
+    for b in batches:
+        state.update(b)
+    return state
+
+
 def test_cache_hits_equal_live_encoding_and_skip_encoders(tmp_path, shards, monkeypatch):
     base = ["--config", str(DEBUG), *shards, "--validation.steps", "1", "--log_every", "1", "--steps", "3"]
     assert cache.main([*base, "--out", str(tmp_path / "c")]) == 0
@@ -37,6 +49,11 @@ def test_cache_hits_equal_live_encoding_and_skip_encoders(tmp_path, shards, monk
     live = next(iter(make_loader(ShardStream(cfg.data))))
     hit = next(iter(make_loader(ShardStream(cfg.data, cache_fingerprint=fp))))
     assert live.keys == hit.keys and live.captions == hit.captions and hit.pixels is None
+    cached = _batches(ShardStream(cfg.data, cache_fingerprint=fp), 3)  # resumed after batch 1: the same 2 and 3
+    resumed = _batches(ShardStream(cfg.data, resume=_after(cached[:1]), cache_fingerprint=fp), 2)
+    assert [b.keys for b in resumed] == [b.keys for b in cached[1:]]
+    assert all(torch.equal(a.latents, b.latents) and torch.equal(a.text_embeds, b.text_embeds)
+               for a, b in zip(resumed, cached[1:]))  # fmt: skip
     assert torch.allclose(encode_latents(parts.vae, live.pixels), hit.latents, atol=1e-5)
     text = parts.text.encode_with_dropout(live.captions, live.dropped)
     x, t = torch.randn_like(hit.latents), torch.full((4,), 300.0)
