@@ -335,7 +335,8 @@ def run(cfg: TrainConfig) -> Path:
     total = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, cfg.optim))
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    accelerator.register_for_checkpointing(scheduler)
+    # the schedule's position goes into trainer_state.json: accelerate would pickle a registered object and read it
+    # back with weights_only=False, and a checkpoint from elsewhere must not be able to run code (omnicap.safeload)
     lm_head = accelerator.unwrap_model(model).get_output_embeddings()
 
     state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "skipped": dict(corpus.skipped), "samples": 0}
@@ -343,6 +344,11 @@ def run(cfg: TrainConfig) -> Path:
         last = checkpoints(out)[-1]
         accelerator.load_state(str(last))
         state = json.loads((last / "trainer_state.json").read_text())
+        if "scheduler" in state:
+            scheduler.load_state_dict(state.pop("scheduler"))
+        else:  # a checkpoint from before the schedule was saved: the schedule is a function of the step alone
+            for _ in range(state["step"]):
+                scheduler.step()
         log(f"resumed from {last} (step {state['step']})", file=sys.stderr)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -386,7 +392,7 @@ def run(cfg: TrainConfig) -> Path:
             if state["step"] % cfg.train.log_every == 0 or state["step"] == total:
                 _log(window, state, total, scheduler, log, wandb_run)
             if cfg.train.save_every and state["step"] % cfg.train.save_every == 0 and state["step"] < total:
-                save_checkpoint(accelerator, out, state, cfg.train.keep_checkpoints)
+                save_checkpoint(accelerator, out, {**state, "scheduler": scheduler.state_dict()}, cfg.train.keep_checkpoints)
             if state["step"] >= total:
                 break
         else:

@@ -3,10 +3,14 @@
     python -m t2i cache --config configs/t2i/toy.yaml [--data.shards ...]      # writes the files
     python -m t2i train --config configs/t2i/toy.yaml --data.use_cache=true     # reads them
 
-File: `NAME.t2icache-<fingerprint>.pt` next to shard NAME.tar (or in data.cache_dir), a dict
+File: `NAME.t2icache-<fingerprint>.safetensors` next to shard NAME.tar (or in data.cache_dir). Safetensors holds only
+tensors and strings, so a cache file received from someone else cannot run code when read (a pickle could). Read back
+(`read_table`) it is the dict
     "__meta__": {fingerprint, max_length, resolution}, "__null__": null-caption states,
     key: {"latent": [C, h, w] scaled latent, "texts": caption or {style: caption},
           "states": {style: {"pos": [n] token positions, "states": [n, D]}}}
+stored flat: tensors `null/pos`, `null/states`, `<i>/latent`, `<i>/<j>/pos`, `<i>/<j>/states` (sample i, style j) and
+the metadata strings "meta" and "index" (JSON: per sample its key, texts and style names, in order).
 Only real (unmasked) token states are stored; at read time they are placed at their positions in a zero [L, D]
 tensor with the matching mask, which the transformer sees exactly as the live encoder's output (padded positions are
 masked out; see t2i.text). The fingerprint covers everything that changes the contents: arch, autoencoder, text
@@ -46,7 +50,47 @@ def fingerprint(cfg) -> str:
 def cache_path(shard: str, fp: str, cache_dir: str | None = None) -> Path:
     shard_path = Path(shard)
     folder = Path(cache_dir) if cache_dir else shard_path.parent
-    return folder / f"{shard_path.name.removesuffix('.tar')}.t2icache-{fp}.pt"
+    return folder / f"{shard_path.name.removesuffix('.tar')}.t2icache-{fp}.safetensors"
+
+
+def write_table(table: dict, path: str | Path) -> None:
+    """The dict `build_cache` returns, as a safetensors file (complete or absent)."""
+    from safetensors.torch import save
+
+    tensors = {"null/pos": table["__null__"]["pos"], "null/states": table["__null__"]["states"]}
+    index = []
+    for i, (key, entry) in enumerate((k, v) for k, v in table.items() if k not in ("__meta__", "__null__")):
+        tensors[f"{i}/latent"] = entry["latent"]
+        for j, states in enumerate(entry["states"].values()):
+            tensors[f"{i}/{j}/pos"], tensors[f"{i}/{j}/states"] = states["pos"], states["states"]
+        index.append({"key": key, "texts": entry["texts"], "styles": list(entry["states"])})
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    meta = {"meta": json.dumps(table["__meta__"]), "index": json.dumps(index, ensure_ascii=False)}
+    with atomic_open(path, "wb") as f:
+        f.write(save(tensors, metadata=meta))
+
+
+def read_table(path: str | Path) -> dict:
+    """A cache file back as the dict `build_cache` returned."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        return _read_table(safe_open(str(path), framework="pt"), path)
+    except SafetensorError as e:
+        raise ValueError(f"{path}: not a safetensors embedding cache ({e}); rerun `python -m t2i cache`") from None
+
+
+def _read_table(handle, path) -> dict:
+    with handle as f:
+        meta = f.metadata() or {}
+        if "index" not in meta or "meta" not in meta:
+            raise ValueError(f"{path}: not a t2i embedding cache (no index metadata); rerun `python -m t2i cache`")
+        get = f.get_tensor
+        table = {"__meta__": json.loads(meta["meta"]), "__null__": {"pos": get("null/pos"), "states": get("null/states")}}
+        for i, item in enumerate(json.loads(meta["index"])):
+            states = {s: {"pos": get(f"{i}/{j}/pos"), "states": get(f"{i}/{j}/states")} for j, s in enumerate(item["styles"])}
+            table[item["key"]] = {"latent": get(f"{i}/latent"), "texts": item["texts"], "states": states}
+    return table
 
 
 def _real_states(states) -> list[dict]:
@@ -114,8 +158,7 @@ def write_cache(cfg, parts=None) -> tuple[int, float]:
         if path.is_file():
             continue
         table = build_cache(parts, cfg, shard)
-        with atomic_open(path, "wb") as f:
-            torch.save(table, f)
+        write_table(table, path)
         done += 1
         print(f"{path}: {len(table) - 2} samples", flush=True)
     return done, time.perf_counter() - t0
@@ -142,5 +185,5 @@ class CacheReader:
             path = cache_path(shard, self.fp, self.cache_dir)
             if not path.is_file():
                 raise FileNotFoundError(f"no embedding cache {path}; run `python -m t2i cache` with the same config")
-            self.shard, self.table = shard, torch.load(path, weights_only=False)
+            self.shard, self.table = shard, read_table(path)
         return self.table
