@@ -231,7 +231,8 @@ class Worker:
 
     def _log(self, message: str) -> None:
         prefix = f"[rank {self.dist.rank}] " if self.dist.world > 1 else ""
-        self.bar.bar.write(f"recaption: {prefix}{message}", file=sys.stderr)
+        # one write per line (the newline included): the lines of workers sharing a pipe never splice mid-line
+        self.bar.bar.write(f"recaption: {prefix}{message}\n", file=sys.stderr, end="")
 
 
 def decode_pool(cfg: RecaptionConfig, min_pixels: int, max_pixels: int) -> DecodePool:
