@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -100,7 +99,11 @@ def latent_scale(vae, images: torch.Tensor) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(AutoencoderConfig, argv, prog="python -m t2i autoencoder")
-    out = Path(cfg.out)
+    from omnicap.cli import check_output_dir
+    from t2i.data import expand_shards
+
+    expand_shards(cfg.shards)  # missing shards: one line before any work
+    out = check_output_dir(cfg.out, "--out")
     if (out / "config.json").is_file() and not cfg.force:
         print(f"{out} already holds an autoencoder; --force retrains")
         return 0

@@ -327,3 +327,15 @@ def build_part(kind: Kind, part: PartConfig, dtype: torch.dtype | None = None, *
     else:
         return load_part(kind, part.source, part.subfolder, dtype)
     return model.to(dtype) if dtype is not None else model
+
+
+def check_sources(model_cfg) -> None:
+    """Every part's source (t2i.config.ModelConfig) is 'tiny', or a folder / hub id that can be read (offline: cached);
+    raises omnicap.cli.UserError naming the setting. Run before any part loads."""
+    from omnicap.cli import check_model
+
+    for name in ("transformer", "vae", "text_encoder", "tokenizer"):
+        source = getattr(model_cfg, name).source
+        if source.startswith(SCRATCH):
+            source = source[len(SCRATCH) :]
+        check_model(source, f"--model.{name}.source", file_ok=source.endswith(".json"))
