@@ -25,6 +25,7 @@ the number of samples read is also compared with its `successes` count.
 
 from __future__ import annotations
 
+import copy
 import json
 import tarfile
 from collections.abc import Iterator
@@ -176,11 +177,27 @@ class ReadReport:
     members: int = 0
     skipped_members: int = 0
     """non-file entries (directories, links), not part of any sample"""
+    skipped_kinds: dict[str, int] = field(default_factory=dict)
+    """those entries by kind: directory, symlink, hardlink, other (sidecar mode ignores them; rewrite mode copies
+    them verbatim, in place)"""
+    special: list[tuple[int, tarfile.TarInfo]] = field(default_factory=list)
+    """(file members read before it, header) of each such entry, for the rewrite"""
+    non_utf8_names: int = 0
+    """member names that are not valid UTF-8 (kept as Python reads them, surrogate-escaped; JSON outputs escape
+    them, so the shard is captioned like any other)"""
     complete: bool = True
     problem: str | None = None
     """why the shard is incomplete (None when complete)"""
     expected: int | None = None
     """img2dataset's sample count for this shard, when known"""
+
+
+def _valid_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # tarfile decoded undecodable bytes to lone surrogates (surrogateescape)
+        return False
 
 
 class _EndRecordingTarInfo(tarfile.TarInfo):
@@ -241,8 +258,14 @@ class ShardReader:
         try:
             tf = tarfile.open(fileobj=f, mode="r|*", tarinfo=_EndRecordingTarInfo)
             for info in tf:
+                if not _valid_utf8(info.name):
+                    r.non_utf8_names += 1
                 if not info.isfile():
                     r.skipped_members += 1
+                    kind = "directory" if info.isdir() else "symlink" if info.issym() else (
+                        "hardlink" if info.islnk() else "other")  # fmt: skip
+                    r.skipped_kinds[kind] = r.skipped_kinds.get(kind, 0) + 1
+                    r.special.append((r.members, copy.copy(info)))
                     continue
                 data = tf.extractfile(info).read()
                 r.members += 1

@@ -166,8 +166,10 @@ def write_cache(cfg, parts=None) -> tuple[int, float]:
 
 def main(argv: list[str] | None = None) -> int:
     from t2i.config import TrainConfig
+    from t2i.train import preflight
 
     cfg = parse(TrainConfig, argv, prog="python -m t2i cache")
+    preflight(cfg)
     done, seconds = write_cache(cfg)
     print(f"cache {fingerprint(cfg)}: {done} shard(s) written in {seconds:.1f} s")
     return 0
