@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from omnicap.config import dump, parse
+from omnicap.launch import announce, prepare_cpu_multiprocess
+from omnicap.signals import StopFlag, stopped_exit
 from omnicap.tracking import init_wandb
 from t2i import checkpoint
 from t2i.attention import require_xformers, use_xformers
@@ -38,24 +39,6 @@ from t2i.throughput import flops_per_image, peak_flops
 from t2i.validate import export, pipeline_of, validation_grid
 
 DTYPES = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class StopFlag:
-    """Set by SIGTERM: every rank writes its part of a checkpoint and the run exits at the next step boundary."""
-
-    def __init__(self):
-        self.raised = False
-        self.previous = signal.signal(signal.SIGTERM, self._set)
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self.previous)
-
-    def _set(self, signum, frame):
-        self.raised = True
-
-    def agreed(self, acc: Accelerator) -> bool:
-        flag = torch.tensor([float(self.raised)], device=acc.device)
-        return bool(acc.reduce(flag, "max").item() > 0) if acc.num_processes > 1 else self.raised
 
 
 def render_and_export(tr: Trainer, cfg: TrainConfig, step_dir: str, export_to: Path | None):
@@ -182,10 +165,25 @@ def save_checkpoint(tr: Trainer, cfg: TrainConfig, position: StreamState) -> Non
     tr.accelerator.wait_for_everyone()
 
 
+def preflight(cfg: TrainConfig) -> None:
+    """Model sources, shards and the output folder checked before any model loads (one-line errors, omnicap.cli)."""
+    from omnicap.cli import check_output_dir
+    from t2i.data import expand_shards
+    from t2i.models import check_sources
+
+    check_sources(cfg.model)
+    if cfg.data.shards:
+        expand_shards(cfg.data.shards)
+    check_output_dir(cfg.out, "--out")
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(TrainConfig, argv, prog="python -m t2i train")
+    preflight(cfg)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    prepare_cpu_multiprocess()  # torchrun on CPU: one process group, not N lone rank-0 jobs (omnicap.launch)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    announce(acc, "t2i train", "t2i/train.py")
     out = Path(cfg.out)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -201,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     flops = flops_per_image(tr.parts, cfg.data.resolution, cfg.model.max_length, cfg.model.gradient_checkpointing)
     device_name = torch.cuda.get_device_name(acc.device) if acc.device.type == "cuda" else None
     peak = peak_flops(device_name, cfg.peak_tflops)
-    book = Logbook(out, acc.num_processes, run, acc.is_main_process, flops, peak)
+    book = Logbook(out, acc.num_processes, run, acc.is_main_process, flops, peak, start_step=tr.step,
+                   total_steps=cfg.steps)
 
     finished = train_loop(tr, cfg, stream, book, run)
     if finished and acc.is_main_process:
@@ -211,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     acc.end_training()
     if run is not None:
         run.finish()
-    return 0 if finished else 143
+    return 0 if finished else stopped_exit()  # 143 unless OMNICAP_SIGTERM_EXIT (omnicap.signals)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # accelerate launch t2i/train.py ...
+    from omnicap.cli import run_main
+
+    sys.exit(run_main("t2i/train.py", main))
