@@ -17,9 +17,8 @@ from captioner.tasks import TaskSpec, get_task, with_extra
 from omnicap.cli import check_inputs, check_model, check_output_file
 from omnicap.config import Config, parse
 from omnicap.progress import Clock
+from omnicap.shards import IMAGE_SUFFIXES
 from omnicap.tracking import WandbConfig, init_wandb
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 class CaptionConfig(Config):

@@ -20,7 +20,7 @@ import io
 import json
 import math
 import random
-import tarfile
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +43,10 @@ from captioner.media import (
 from captioner.processor import cache_dir
 from captioner.tasks import Task, get_task
 from omnicap.config import Config, ConfigError
+from omnicap.files import write_json
+from omnicap.shards import ShardError, ShardReader, expand, incomplete, is_tar
 
 IGNORE = -100
-IMAGE_SUFFIXES = ("png", "jpg", "jpeg", "webp", "bmp")
 
 
 class Source(Config):
@@ -185,16 +186,11 @@ def read_jsonl(path: Path, image_root: str | None, skipped: Counter) -> list[Rec
 
 
 def shard_paths(pattern: str) -> list[Path]:
-    from braceexpand import braceexpand
-
-    p = Path(pattern)
-    if p.is_dir():
-        return sorted(p.glob("*.tar"))
-    paths = [Path(x) for x in braceexpand(pattern)]
-    missing = [str(x) for x in paths if not x.is_file()]
-    if missing:
-        raise ConfigError(f"data source {pattern!r}: missing shard(s) {', '.join(missing[:5])}")
-    return paths
+    """The tar shards of a source (omnicap.shards.expand: braces, globs, folders)."""
+    try:
+        return [Path(p) for p in expand(pattern, what=f"data source {pattern!r}").paths]
+    except ShardError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _field(obj, dotted: str | None):
@@ -204,34 +200,32 @@ def _field(obj, dotted: str | None):
 
 
 def read_shard(path: Path, source: Source, skipped: Counter) -> list[Record]:
-    """One record per (key, task type) with a caption; images stay in the tar (read by offset)."""
-    members: dict[str, dict[str, tarfile.TarInfo]] = {}
-    with tarfile.open(path) as tar:
-        for info in tar:
-            if not info.isfile():
+    """One record per (key, task type) with a caption; images stay in the tar (read by offset). Keys, image and
+    caption members: omnicap.shards (webdataset's key rule)."""
+    if path.suffix != ".tar":
+        raise ConfigError(f"data source {source.path!r}: {path} is compressed; images are read by offset, so "
+                          "training needs plain .tar shards (gunzip it)")
+    wanted = source.caption_member.lower()
+    reader = ShardReader(str(path), select=lambda ext: ext == wanted or ext.endswith("." + wanted))
+    records = []
+    for sample in reader:
+        image, holder = sample.image(), sample.get(source.caption_member)
+        if image is None or holder is None:
+            skipped["shard_sample_incomplete"] += 1
+            continue
+        raw = holder.data.decode("utf-8")
+        if source.caption_member.endswith("json"):
+            captions = _field(json.loads(raw), source.caption_field)
+        else:
+            captions = {source.task_types[0]: raw.strip()}
+        ref = MediaRef("image", str(path), image.info.offset_data, image.info.size)
+        for task in source.task_types:
+            caption = captions.get(task) if isinstance(captions, dict) else None
+            if not caption:
                 continue
-            name = info.name.rsplit("/", 1)[-1]
-            key, _, ext = name.partition(".")
-            members.setdefault(key, {})[ext.lower()] = info
-        records = []
-        for key, parts in members.items():
-            image = next((parts[e] for e in IMAGE_SUFFIXES if e in parts), None)
-            holder = parts.get(source.caption_member)
-            if image is None or holder is None:
-                skipped["shard_sample_incomplete"] += 1
-                continue
-            raw = tar.extractfile(holder).read().decode("utf-8")
-            if source.caption_member.endswith("json"):
-                captions = _field(json.loads(raw), source.caption_field)
-            else:
-                captions = {source.task_types[0]: raw.strip()}
-            ref = MediaRef("image", str(path), image.offset_data, image.size)
-            for task in source.task_types:
-                caption = captions.get(task) if isinstance(captions, dict) else None
-                if not caption:
-                    continue
-                turns = (("user", ""), ("assistant", str(caption)))  # the question comes from the task registry
-                records.append(Record(f"{path.stem}/{key}/{task}", (ref,), turns, task))
+            turns = (("user", ""), ("assistant", str(caption)))  # the question comes from the task registry
+            records.append(Record(f"{path.stem}/{sample.key}/{task}", (ref,), turns, task))
+    incomplete(reader.report, str(path))
     return records
 
 
@@ -247,7 +241,7 @@ def source_files(source: Source) -> list[Path]:
 def read_source(source: Source, skipped: Counter) -> list[Record]:
     records: list[Record] = []
     for f in source_files(source):
-        if f.suffix == ".tar":
+        if is_tar(str(f)):
             records += read_shard(f, source, skipped)
         else:
             records += read_jsonl(f, source.image_root, skipped)
@@ -324,8 +318,6 @@ def to_messages(record: Record, tasks: dict[str, Task]) -> list[dict]:
 
 
 def _split_markers(text: str) -> list[str]:
-    import re
-
     return [p for p in re.split(r"(<image>|<video>)", text) if p]
 
 
@@ -473,8 +465,6 @@ def source_lengths(
             mine["encode_error"] += 1
             lengths.append(None)
     skipped.update(mine)
-    from omnicap.files import write_json
-
     write_json(path, {"n": len(records), "lengths": lengths, "skipped": dict(mine)})
     return lengths
 

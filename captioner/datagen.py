@@ -18,7 +18,6 @@ import io
 import json
 import os
 import sys
-import tarfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -27,12 +26,13 @@ from typing import Literal
 
 from PIL import Image
 
+from captioner.data import shard_paths
 from captioner.media import MediaError, load_image
 from captioner.tasks import get_task
 from omnicap.config import Config, parse
+from omnicap.shards import IMAGE_SUFFIXES, read_samples
 from omnicap.tracking import WandbConfig, init_wandb
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 SOURCE_TASKS = {"chart": "chart", "table": "table", "text": "ocr"}  # toy-world kinds rendered from source
 
 
@@ -127,8 +127,6 @@ def collect(cfg: DatagenConfig, image_dir: Path) -> list[Item]:
         elif p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
             items.append(Item(p.stem, p))
         else:
-            from captioner.data import shard_paths
-
             for shard in shard_paths(entry):
                 items += items_from_shard(shard, image_dir, cfg.use_source)
     return items[: cfg.limit] if cfg.limit else items
@@ -137,25 +135,23 @@ def collect(cfg: DatagenConfig, image_dir: Path) -> list[Item]:
 def items_from_shard(shard: Path, image_dir: Path, use_source: bool) -> list[Item]:
     """Extracts each sample's image next to the output; source captions of rendered kinds become the seed."""
     out = []
-    with tarfile.open(shard) as tar:
-        members = {m.name: m for m in tar if m.isfile()}
-        for name in sorted(members):
-            key, _, ext = name.rpartition("/")[-1].partition(".")
-            if ext.lower() not in ("png", "jpg", "jpeg", "webp"):
-                continue
-            path = image_dir / shard.stem / f"{key}.{ext}"
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(tar.extractfile(members[name]).read())
-            source = None
-            meta = members.get(name[: -len(ext)] + "json")
-            if use_source and meta is not None:
-                truth = json.loads(tar.extractfile(meta).read())
-                task = SOURCE_TASKS.get(truth.get("kind"))
-                if task and truth.get("captions", {}).get(task):
-                    source = {task: truth["captions"][task]}
-            out.append(Item(f"{shard.stem}/{key}", path, source))
-    return out
+    for sample in read_samples(str(shard)):  # keys, image member: omnicap.shards (webdataset's rule)
+        image = sample.image()
+        if image is None:
+            continue
+        path = image_dir / shard.stem / f"{sample.key}.{image.ext}"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(image.data)
+        source = None
+        meta = sample.data("json")
+        if use_source and meta is not None:
+            truth = json.loads(meta)
+            task = SOURCE_TASKS.get(truth.get("kind")) if isinstance(truth, dict) else None
+            if task and truth.get("captions", {}).get(task):
+                source = {task: truth["captions"][task]}
+        out.append(Item(f"{shard.stem}/{sample.key}", path, source))
+    return sorted(out, key=lambda item: item.id)
 
 
 # ---------------------------------------------------------------- backends

@@ -1,13 +1,13 @@
 """`python -m eval fid --real REAL --fake DIR`: FID through torchmetrics (torch-fidelity's InceptionV3).
 
-REAL and DIR are folders (every .png/.jpg below them) or webdataset .tar shards (their .png/.jpg members). The
+REAL and DIR are folders (every image file below them, and their tar shards) or webdataset tar shards (each
+sample's image member, omnicap.shards). The
 Inception weights come from `--inception_weights PATH` (torch-fidelity's pt_inception-2015-12-05 file); without it
 torch-fidelity downloads them, which fails offline with a clear error. Writes fid.json beside the fake images."""
 
 from __future__ import annotations
 
 import io
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +19,8 @@ from eval.clip_models import WeightsMissing
 from omnicap.cli import check_inputs, check_output_dir
 from omnicap.config import Config, parse
 from omnicap.files import write_json
+from omnicap.shards import IMAGE_SUFFIXES, image_only, is_tar, read_samples
 from omnicap.tracking import WandbConfig, log_metrics
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 class FidConfig(Config):
@@ -44,18 +43,18 @@ def iter_images(source: str | Path) -> Iterator[Image.Image]:
     source = Path(source)
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        tars = sorted(source.glob("*.tar"))
+        tars = sorted(p for p in source.iterdir() if is_tar(p.name) and p.is_file())
         for p in files:
             yield Image.open(p).convert("RGB")
         for t in tars:
             yield from iter_images(t)
-    elif source.suffix == ".tar" and source.is_file():
-        with tarfile.open(source) as tar:
-            for m in tar:
-                if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
-                    yield Image.open(io.BytesIO(tar.extractfile(m).read())).convert("RGB")
+    elif is_tar(source.name) and source.is_file():
+        for sample in read_samples(str(source), select=image_only):  # one image per sample (omnicap.shards)
+            member = sample.image()
+            if member is not None:
+                yield Image.open(io.BytesIO(member.data)).convert("RGB")
     else:
-        raise FileNotFoundError(f"no images at {source} (a folder or a .tar shard)")
+        raise FileNotFoundError(f"no images at {source} (a folder or a tar shard)")
 
 
 def batches(images: Iterator[Image.Image], size: int, batch_size: int) -> Iterator[torch.Tensor]:

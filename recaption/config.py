@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from omnicap.config import Config
+from omnicap.shards import IMAGE_EXTS
 from omnicap.tracking import WandbConfig
 
 
@@ -53,8 +54,8 @@ class DecodeConfig(Config):
     """images with a shorter side below this many pixels are skipped as too_small"""
     max_image_pixels: int = 100_000_000
     """pixel-bomb guard: images whose header claims more pixels are skipped as too_large without decoding"""
-    image_exts: list[str] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "ppm", "pgm", "pnm"]
-    """member extensions that hold the image (the first match in the sample is used)"""
+    image_exts: list[str] = list(IMAGE_EXTS)
+    """member extensions that hold the image (the first match in the sample is used; default omnicap.shards')"""
 
 
 class LeaseConfig(Config):

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from omnicap.shards import ReadReport, ShardReader
 from recaption import errors
 from recaption.config import RecaptionConfig
 from recaption.decode import DecodeJob, DecodePool
 from recaption.repetition import is_looping
-from recaption.shards import ReadReport, ShardReader
 
 MAX_EXAMPLES = 5  # error examples kept per class in the stats
 
@@ -168,9 +168,9 @@ class ShardCaptioner:
                 self.progress(1, 0)
                 continue
             state.seen.add(sample.key)
-            member = sample.find(exts)
+            member = sample.image(exts)
             if member is None:
-                found = ", ".join(m.ext for m in sample.members) or "none"
+                found = ", ".join(sample.members) or "none"
                 state.fail(sample.index, errors.MISSING_IMAGE, f"no image member (members: {found})")
                 self.progress(1, 0)
                 continue

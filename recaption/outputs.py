@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnicap.files import atomic_open, json_text, write_json
-from recaption.shards import ShardReader
+from omnicap.shards import ShardReader
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def write_rewrite(path: Path, url: str, captions: dict[str, dict[str, str]], suf
     """Re-reads the input shard and writes it again with caption members after each captioned sample. Directory and
     link entries (no sample's members) are copied verbatim where they stood."""
     done: set[str] = set()
-    reader = ShardReader(url)
+    reader = ShardReader(url, keyless=True)  # keyless members are copied too
     with atomic_open(path, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as out:
         written = 0  # file members copied so far
 
@@ -99,14 +99,14 @@ def write_rewrite(path: Path, url: str, captions: dict[str, dict[str, str]], suf
                 out.addfile(copy.copy(reader.report.special.pop(0)[1]))
 
         for sample in reader:
-            for member in sample.members:
+            for member in sample.members.values():
                 specials_up_to(written)
                 out.addfile(copy.copy(member.info), io.BytesIO(member.data))
                 written += 1
-            by_task = captions.get(sample.key)
+            by_task = captions.get(sample.key) if sample.key is not None else None
             if by_task and sample.key not in done:
                 done.add(sample.key)
-                like = sample.members[0].info
+                like = next(iter(sample.members.values())).info
                 text = json.dumps(by_task, ensure_ascii=False)
                 out.addfile(*_text_member(f"{sample.key}.{suffix}.json", text, like))
                 out.addfile(*_text_member(f"{sample.key}.{suffix}.txt", next(iter(by_task.values())), like))

@@ -24,6 +24,7 @@ from pathlib import Path
 from omnicap.cli import UserError, check_model, check_output_dir, explain
 from omnicap.config import ConfigError, dump, parse
 from omnicap.files import atomic_open, write_json
+from omnicap.shards import KEY_RULE, local_path
 from omnicap.signals import RaiseOnTerm, Stopped, stopped_exit
 from omnicap.tracking import init_wandb
 from recaption.config import ModelConfig, RecaptionConfig
@@ -35,7 +36,7 @@ from recaption.fingerprint import check_compatible, job_fingerprint
 from recaption.leases import Heartbeat, Lease, new_token, try_claim
 from recaption.outputs import ShardPaths, load_stats, write_rewrite, write_samples, write_sidecar, write_stats
 from recaption.progress import ProgressBar, format_summary, summarize
-from recaption.shards import check_unique_names, expand_inputs, local_path
+from recaption.shards import check_unique_names, expand_inputs
 
 PROG = "python -m recaption run"
 
@@ -245,7 +246,7 @@ class Worker:
     def _stats(self, name: str, url: str, r: ShardResult) -> dict:
         total = r.timings.get("total_s", 0.0) + r.timings.get("write_s", 0.0)
         return {
-            "name": name, "shard": url, "mode": self.cfg.mode, "output": self.paths(name).output.name,
+            "name": name, "shard": url, "keys": KEY_RULE, "mode": self.cfg.mode, "output": self.paths(name).output.name,
             "complete": r.read.complete, "problem": r.read.problem, "expected_samples": r.read.expected,
             "samples_in": r.samples_in, "captioned": r.captioned, "captions": r.n_captions,
             "skipped": sum(v for k, v in r.errors.items() if k not in CAPTION_ERRORS),

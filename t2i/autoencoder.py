@@ -19,9 +19,11 @@ import torch
 from PIL import Image
 from pydantic import field_validator
 
+from omnicap.cli import check_output_dir
 from omnicap.config import Config, parse
+from omnicap.shards import image_only, read_samples
 from omnicap.tracking import WandbConfig, log_metrics
-from t2i.data import IMAGE_EXTS, expand_shards, read_tar, to_tensor
+from t2i.data import expand_shards, to_tensor
 from t2i.models import tiny_dc_ae, tiny_kl_vae
 from t2i.pipeline import save_pipeline
 
@@ -67,11 +69,11 @@ def load_images(shards: list[str], resolution: int, limit: int) -> torch.Tensor:
     """[N, 3, R, R] in [-1, 1] from the first `limit` decodable images of the shards."""
     images = []
     for shard in expand_shards(shards):
-        for sample in read_tar(shard):
-            ext = next((e for e in IMAGE_EXTS if e in sample), None)
-            if ext is None:
+        for sample in read_samples(shard, select=image_only):
+            member = sample.image()
+            if member is None:
                 continue
-            with Image.open(io.BytesIO(sample[ext])) as im:
+            with Image.open(io.BytesIO(member.data)) as im:
                 images.append(to_tensor(im, resolution))
             if len(images) >= limit:
                 return torch.stack(images)
@@ -99,9 +101,6 @@ def latent_scale(vae, images: torch.Tensor) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(AutoencoderConfig, argv, prog="python -m t2i autoencoder")
-    from omnicap.cli import check_output_dir
-    from t2i.data import expand_shards
-
     expand_shards(cfg.shards)  # missing shards: one line before any work
     out = check_output_dir(cfg.out, "--out")
     if (out / "config.json").is_file() and not cfg.force:

@@ -28,15 +28,21 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from safetensors.torch import save
 
 from omnicap.config import parse
 from omnicap.files import atomic_open
-from t2i.data import IMAGE_EXTS, SidecarCache, caption_options, expand_shards, read_tar, to_tensor
+from omnicap.shards import read_samples
+from t2i.cachefile import CacheReader, cache_path, full_states, read_table
+from t2i.captions import SidecarCache, caption_options
+from t2i.config import TrainConfig, preflight
+from t2i.data import expand_shards, image_bytes, to_tensor
 from t2i.parts import build_parts, encode_latents
 
+__all__ = ["CacheReader", "cache_path", "full_states", "read_table"]  # the read side lives in t2i.cachefile
 
-def fingerprint(cfg) -> str:
-    """cfg: t2i.config.TrainConfig."""
+
+def fingerprint(cfg: TrainConfig) -> str:
     m, d = cfg.model, cfg.data
     key = {
         "arch": m.arch, "vae": m.vae.model_dump(), "text_encoder": m.text_encoder.model_dump(),
@@ -47,16 +53,8 @@ def fingerprint(cfg) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def cache_path(shard: str, fp: str, cache_dir: str | None = None) -> Path:
-    shard_path = Path(shard)
-    folder = Path(cache_dir) if cache_dir else shard_path.parent
-    return folder / f"{shard_path.name.removesuffix('.tar')}.t2icache-{fp}.safetensors"
-
-
 def write_table(table: dict, path: str | Path) -> None:
-    """The dict `build_cache` returns, as a safetensors file (complete or absent)."""
-    from safetensors.torch import save
-
+    """The dict `build_cache` returns, as a safetensors file (complete or absent); read back by `read_table`."""
     tensors = {"null/pos": table["__null__"]["pos"], "null/states": table["__null__"]["states"]}
     index = []
     for i, (key, entry) in enumerate((k, v) for k, v in table.items() if k not in ("__meta__", "__null__")):
@@ -70,29 +68,6 @@ def write_table(table: dict, path: str | Path) -> None:
         f.write(save(tensors, metadata=meta))
 
 
-def read_table(path: str | Path) -> dict:
-    """A cache file back as the dict `build_cache` returned."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        return _read_table(safe_open(str(path), framework="pt"), path)
-    except SafetensorError as e:
-        raise ValueError(f"{path}: not a safetensors embedding cache ({e}); rerun `python -m t2i cache`") from None
-
-
-def _read_table(handle, path) -> dict:
-    with handle as f:
-        meta = f.metadata() or {}
-        if "index" not in meta or "meta" not in meta:
-            raise ValueError(f"{path}: not a t2i embedding cache (no index metadata); rerun `python -m t2i cache`")
-        get = f.get_tensor
-        table = {"__meta__": json.loads(meta["meta"]), "__null__": {"pos": get("null/pos"), "states": get("null/states")}}
-        for i, item in enumerate(json.loads(meta["index"])):
-            states = {s: {"pos": get(f"{i}/{j}/pos"), "states": get(f"{i}/{j}/states")} for j, s in enumerate(item["styles"])}
-            table[item["key"]] = {"latent": get(f"{i}/latent"), "texts": item["texts"], "states": states}
-    return table
-
-
 def _real_states(states) -> list[dict]:
     """TextStates [B, L, D] → per caption {"pos": [n], "states": [n, D]} of the unmasked positions."""
     out = []
@@ -102,18 +77,8 @@ def _real_states(states) -> list[dict]:
     return out
 
 
-def full_states(entry: dict, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """{"pos", "states"} → ([L, D] states with zeros at padding, [L] mask)."""
-    pos = entry["pos"].long()
-    embeds = entry["states"].new_zeros(length, entry["states"].shape[-1])
-    embeds[pos] = entry["states"]
-    mask = torch.zeros(length, dtype=torch.long)
-    mask[pos] = 1
-    return embeds, mask
-
-
 @torch.no_grad()
-def build_cache(parts, cfg, shard: str, batch: int = 32) -> dict:
+def build_cache(parts, cfg: TrainConfig, shard: str, batch: int = 32) -> dict:
     """Latents and caption states of every decodable sample of one shard (bad samples are left out)."""
     d = cfg.data
     sidecars = SidecarCache(d.caption)
@@ -131,15 +96,14 @@ def build_cache(parts, cfg, shard: str, batch: int = 32) -> dict:
             table[key] = {"latent": latent.cpu().clone(), "texts": texts, "states": dict(zip(styles, states))}
         pending.clear()
 
-    for sample in read_tar(shard):
-        ext = next((e for e in IMAGE_EXTS if e in sample), None)
+    for sample in read_samples(shard):
         try:
             texts = caption_options(sample, d.caption, sidecars)
-            with Image.open(io.BytesIO(sample[ext])) as im:
+            with Image.open(io.BytesIO(image_bytes(sample))) as im:
                 pixels = to_tensor(im, d.resolution)
         except Exception:  # noqa: BLE001 - counted as bad by the trainer when it finds no entry
             continue
-        pending.append((sample["__key__"], pixels, texts))
+        pending.append((sample.key, pixels, texts))
         if len(pending) == batch:
             flush()
     if pending:
@@ -147,7 +111,7 @@ def build_cache(parts, cfg, shard: str, batch: int = 32) -> dict:
     return table
 
 
-def write_cache(cfg, parts=None) -> tuple[int, float]:
+def write_cache(cfg: TrainConfig, parts=None) -> tuple[int, float]:
     """Cache files of every shard that has none yet: (shards written, seconds). `parts` (t2i.parts.Parts) built from
     cfg.model when not given; the encoders must be those the trainer would build (same model section and seed)."""
     fp = fingerprint(cfg)
@@ -165,27 +129,8 @@ def write_cache(cfg, parts=None) -> tuple[int, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from t2i.config import TrainConfig
-    from t2i.train import preflight
-
     cfg = parse(TrainConfig, argv, prog="python -m t2i cache")
     preflight(cfg)
     done, seconds = write_cache(cfg)
     print(f"cache {fingerprint(cfg)}: {done} shard(s) written in {seconds:.1f} s")
     return 0
-
-
-class CacheReader:
-    """Loads one shard's cache file at a time (a stream reads its shards in order)."""
-
-    def __init__(self, fp: str, cache_dir: str | None):
-        self.fp, self.cache_dir = fp, cache_dir
-        self.shard, self.table = None, {}
-
-    def get(self, shard: str) -> dict:
-        if shard != self.shard:
-            path = cache_path(shard, self.fp, self.cache_dir)
-            if not path.is_file():
-                raise FileNotFoundError(f"no embedding cache {path}; run `python -m t2i cache` with the same config")
-            self.shard, self.table = shard, read_table(path)
-        return self.table

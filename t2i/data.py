@@ -1,8 +1,9 @@
 """Streaming image–caption batches from webdataset tar shards, with an exactly resumable position.
 
-Shards: img2dataset's layout (`{key}.jpg|png|webp`, `{key}.txt`, `{key}.json`), the recaption job's rewrite output
-(`{key}.omnicap.json` = {task_type: caption}), or plain shards plus a sidecar folder (`DIR/NAME.omnicap.json` =
-{key: {task_type: caption}} for shard NAME.tar).
+Shards: img2dataset's layout (`{key}.jpg|png|webp|...`, `{key}.txt`, `{key}.json`), the recaption job's rewrite
+output (`{key}.omnicap.json` = {task_type: caption}), or plain shards plus a sidecar folder (`DIR/NAME.omnicap.json` =
+{key: {task_type: caption}} for shard NAME.tar). Shard lists, keys (webdataset's rule) and image members:
+omnicap.shards; caption sources: t2i.captions; the embedding cache's files: t2i.cachefile.
 
 Order of one stream (one per rank and DataLoader worker):
   epoch e → shards permuted by (seed, e) → every (world·workers)-th shard for this rank/worker → tar members grouped by
@@ -23,37 +24,26 @@ again before that next epoch, and the next epoch is split over the new streams a
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import io
-import json
 import logging
 import random
-import re
-import tarfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 import torch
 from PIL import Image
 from pydantic import field_validator
 
 from omnicap.config import Config
+from omnicap.shards import Sample, expand, read_samples
 from t2i.buckets import nearest_bucket, ratio_table
+from t2i.cachefile import CacheReader, full_states
+from t2i.captions import BadSample, CaptionConfig, SidecarCache, caption_options, choose_caption
 
 log = logging.getLogger(__name__)
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
-
-
-class BadSample(KeyError):
-    """A sample that cannot be trained on; `reason` is a short label for the skip counts (e.g. "no caption")."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+__all__ = ["BadSample", "CaptionConfig", "choose_caption"]  # caption sources live in t2i.captions
 
 
 class NoUsableSamples(RuntimeError):
@@ -69,27 +59,10 @@ def skip_reason(error: Exception) -> str:
     return type(error).__name__
 
 
-class CaptionConfig(Config):
-    source: Literal["txt", "member", "sidecar"] = "txt"
-    """where captions come from: 'txt' = the plain-text member (`member`, default txt); 'member' = a JSON member
-    (`member`, e.g. json or omnicap.json) at `field`; 'sidecar' = DIR/NAME.<suffix>.json beside or for each shard"""
-    member: str | None = None
-    """member extension: txt for 'txt', json for 'member' when unset (recaption rewrite output: omnicap.json)"""
-    field: str | None = None
-    """dotted path inside the JSON member to the caption or {task_type: caption} (toyworld ground truth: captions)"""
-    sidecar_dir: str | None = None
-    """folder of sidecar files for source 'sidecar'; None = the shards' own folder"""
-    sidecar_suffix: str = "omnicap"
-    """sidecar file name: NAME.<suffix>.json"""
-    weights: dict[str, float] = {}
-    """{task_type: weight} among styles present for an image (renormalised over those present); empty = uniform"""
-    dropout: float = 0.1
-    """probability that a caption is replaced by the null caption (classifier-free guidance; SANA: 0.1)"""
-
-
 class DataConfig(Config):
     shards: list[str] = []
-    """tar shards: paths, globs or brace patterns (data/{00000..00099}.tar)"""
+    """tar shards: paths, globs, brace patterns (data/{00000..00099}.tar) or folders; a glob or folder keeps only
+    the tar files (img2dataset's .parquet and _stats.json are ignored, and named in the log)"""
 
     @field_validator("shards", mode="before")
     @classmethod
@@ -125,113 +98,14 @@ class DataConfig(Config):
 
 
 def expand_shards(patterns: list[str]) -> list[str]:
-    """Paths from globs and brace patterns, sorted, duplicates removed; an empty result is an error."""
-    from braceexpand import braceexpand
-
-    found: list[str] = []
-    for pattern in patterns:
-        for p in braceexpand(pattern):
-            matches = sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p]
-            found += matches
-    found = sorted(dict.fromkeys(found))
-    missing = [p for p in found if not Path(p).is_file()]
-    if missing or not found:
-        raise FileNotFoundError(f"data.shards: no such shard(s) {missing[:3] or patterns}")
-    return found
-
-
-_KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's key/extension split
-
-
-def read_tar(path: str) -> Iterator[dict]:
-    """Samples of one shard: {"__key__", "__shard__", ext: bytes} grouped by consecutive key."""
-    current: dict | None = None
-    with tarfile.open(path, "r|*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            m = _KEY_EXT.match(member.name)
-            if not m:
-                continue
-            key, ext = m.group(1), m.group(2).lower()
-            if current is not None and current["__key__"] != key:
-                yield current
-                current = None
-            if current is None:
-                current = {"__key__": key, "__shard__": path}
-            current[ext] = tar.extractfile(member).read()
-    if current is not None:
-        yield current
+    """Tar shards from paths, globs, brace patterns and folders (omnicap.shards.expand), sorted."""
+    return sorted(expand(patterns, what="data.shards").paths)
 
 
 def shard_order(shards: list[str], seed: int, epoch: int) -> list[str]:
     order = list(shards)
     random.Random(f"{seed}/shards/{epoch}").shuffle(order)
     return order
-
-
-# ---------------------------------------------------------------------------------------------------- captions
-
-
-def _dig(obj, dotted: str | None):
-    for part in (dotted or "").split(".") if dotted else []:
-        if not isinstance(obj, dict) or part not in obj:
-            raise BadSample("caption field missing", f"field {dotted!r} not found (missing {part!r})")
-        obj = obj[part]
-    return obj
-
-
-def caption_options(sample: dict, cfg: CaptionConfig, sidecars: SidecarCache) -> str | dict[str, str]:
-    """The caption text, or {task_type: text}, of a raw sample; BadSample when it has none."""
-    if cfg.source == "txt":
-        member = cfg.member or "txt"
-        if member not in sample:
-            raise BadSample("no caption member", f"no .{member} member")
-        return sample[member].decode("utf-8")
-    if cfg.source == "member":
-        member = cfg.member or "json"
-        if member not in sample:
-            raise BadSample("no caption member", f"no .{member} member")
-        return _dig(json.loads(sample[member]), cfg.field)
-    table = sidecars.get(sample["__shard__"])
-    if sample["__key__"] not in table:
-        raise BadSample("key not in sidecar", str(sidecars.path(sample["__shard__"])))
-    return _dig(table[sample["__key__"]], cfg.field)
-
-
-def choose_caption(options: str | dict[str, str], weights: dict[str, float], rng: random.Random) -> tuple[str, str]:
-    """(task_type, caption) drawn by `weights` among the styles present (uniform when weights is empty)."""
-    if isinstance(options, str):
-        if not options.strip():
-            raise BadSample("empty caption")
-        return "text", options
-    present = {k: v for k, v in options.items() if isinstance(v, str) and v.strip()}
-    names = [k for k in present if not weights or weights.get(k, 0) > 0]
-    if not names:
-        raise BadSample(
-            "no weighted caption style", f"none of {sorted(weights) or 'any style'} present (has {sorted(present)})"
-        )
-    w = [weights.get(k, 1.0) if weights else 1.0 for k in names]
-    name = rng.choices(names, weights=w)[0]
-    return name, present[name]
-
-
-class SidecarCache:
-    """Loads `DIR/NAME.<suffix>.json` once per shard."""
-
-    def __init__(self, cfg: CaptionConfig):
-        self.cfg, self.tables = cfg, {}
-
-    def path(self, shard: str) -> Path:
-        shard_path = Path(shard)
-        folder = Path(self.cfg.sidecar_dir) if self.cfg.sidecar_dir else shard_path.parent
-        return folder / f"{shard_path.name.removesuffix('.tar')}.{self.cfg.sidecar_suffix}.json"
-
-    def get(self, shard: str) -> dict:
-        if shard not in self.tables:
-            p = self.path(shard)
-            self.tables[shard] = json.loads(p.read_text()) if p.is_file() else {}
-        return self.tables[shard]
 
 
 # ------------------------------------------------------------------------------------------------------- images
@@ -269,31 +143,29 @@ class Example:
     text: tuple[torch.Tensor, torch.Tensor] | None = None  # cached ([L, D] states, [L] mask)
 
 
-def attach_cache_entry(sample: dict, table: dict) -> dict:
-    """Stores the sample's entry of its shard's embedding cache table (t2i.cache) in the sample, as `__cache__`
+def attach_cache_entry(sample: Sample, table: dict) -> Sample:
+    """Stores the sample's entry of its shard's embedding cache table (t2i.cache) in `sample.extra["cache"]`
     (entry None: not in the cache), with what decoding needs from the table (null-caption states, max_length)."""
     meta = table["__meta__"]
-    sample["__cache__"] = {
-        "entry": table.get(sample["__key__"]),
+    sample.extra["cache"] = {
+        "entry": table.get(sample.key),
         "null": table["__null__"],
         "max_length": meta["max_length"],
     }
     return sample
 
 
-def cache_entry(sample: dict) -> dict:
+def cache_entry(sample: Sample) -> dict:
     """The sample's attached embedding-cache entry; BadSample when the cache has none."""
-    entry = sample["__cache__"]["entry"]
+    entry = sample.extra["cache"]["entry"]
     if entry is None:
         raise BadSample("not in the embedding cache", "it was a bad sample when the cache was written")
     return entry
 
 
-def decode_cached(sample: dict, cfg: DataConfig, epoch: int) -> Example:
+def decode_cached(sample: Sample, cfg: DataConfig, epoch: int) -> Example:
     """The sample's latent and chosen caption's states from its attached embedding-cache entry."""
-    from t2i.cache import full_states
-
-    key, entry, cached = sample["__key__"], cache_entry(sample), sample["__cache__"]
+    key, entry, cached = sample.key, cache_entry(sample), sample.extra["cache"]
     rng = sample_rng(cfg.seed, epoch, key)
     style, caption = choose_caption(entry["texts"], cfg.caption.weights, rng)
     dropped = rng.random() < cfg.caption.dropout
@@ -302,16 +174,21 @@ def decode_cached(sample: dict, cfg: DataConfig, epoch: int) -> Example:
     return Example(None, "" if dropped else caption, style, dropped, key, entry["latent"], text)
 
 
-def decode(sample: dict, cfg: DataConfig, epoch: int, sidecars: SidecarCache, size=None) -> Example:
-    ext = next((e for e in IMAGE_EXTS if e in sample), None)
-    if ext is None:
+def image_bytes(sample: Sample) -> bytes:
+    """The sample's image member (omnicap.shards.IMAGE_EXTS); BadSample when it has none."""
+    member = sample.image()
+    if member is None:
         raise BadSample("no image member")
-    with Image.open(io.BytesIO(sample[ext])) as im:
+    return member.data
+
+
+def decode(sample: Sample, cfg: DataConfig, epoch: int, sidecars: SidecarCache, size=None) -> Example:
+    with Image.open(io.BytesIO(image_bytes(sample))) as im:
         pixels = to_tensor(im, size or cfg.resolution)
-    rng = sample_rng(cfg.seed, epoch, sample["__key__"])
+    rng = sample_rng(cfg.seed, epoch, sample.key)
     style, caption = choose_caption(caption_options(sample, cfg.caption, sidecars), cfg.caption.weights, rng)
     dropped = rng.random() < cfg.caption.dropout
-    return Example(pixels, "" if dropped else caption, style, dropped, sample["__key__"])
+    return Example(pixels, "" if dropped else caption, style, dropped, sample.key)
 
 
 # ------------------------------------------------------------------------------------------------------ batches
@@ -440,20 +317,20 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def raw_samples(
         self, role: int, first_epoch: int, pass_sizes: dict[int, int], cache=None
-    ) -> Iterator[tuple[int, dict]]:
+    ) -> Iterator[tuple[int, Sample]]:
         """(epoch, raw sample) forever, through the shuffle buffer; `pass_sizes[epoch]` is set to the number of raw
         samples of an epoch once all its shards are read. With the embedding cache (a t2i.cache.CacheReader) each
         sample gets its cache entry here, in shard order, so every cache file is loaded once per pass however the
         shuffle buffer interleaves the shards' samples."""
         stream = self.rank * self.num_roles + role
-        buffer: list[tuple[int, dict]] = []
+        buffer: list[tuple[int, Sample]] = []
         rng = random.Random(f"{self.cfg.seed}/buffer/{stream}/{first_epoch}")
         epoch = first_epoch
         while True:
             shards, n = self.stream_shards(role, epoch), 0
             for shard in shards:
                 table = cache.get(shard) if cache is not None else None
-                for sample in read_tar(shard):
+                for sample in read_samples(shard):
                     n += 1
                     if table is not None:
                         attach_cache_entry(sample, table)
@@ -479,25 +356,23 @@ class ShardStream(torch.utils.data.IterableDataset):
             "Check the caption source (e.g. an empty recaption sidecar) and data.caption.*"
         )
 
-    def bucket_of(self, sample: dict, cache) -> tuple[int, int]:
+    def bucket_of(self, sample: Sample, cache) -> tuple[int, int]:
         """Admission of one raw sample, cheap (image header, caption presence, cache entry): its bucket (h, w), or
         an exception for a bad sample. Pixels are decoded only when its batch is complete."""
         if cache is not None:
             latent = cache_entry(sample)["latent"]  # [C, h, w]
             return tuple(latent.shape[1:])
-        ext = next((e for e in IMAGE_EXTS if e in sample), None)
-        if ext is None:
-            raise BadSample("no image member")
+        data = image_bytes(sample)
         choose_caption(
             caption_options(sample, self.cfg.caption, self.sidecars), self.cfg.caption.weights, random.Random()
         )
-        with Image.open(io.BytesIO(sample[ext])) as im:  # reads the header only
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only
             width, height = im.size
         if not self.cfg.buckets:
             return (self.cfg.resolution, self.cfg.resolution)
         return nearest_bucket(width, height, self.table)
 
-    def materialize(self, pending: list[tuple[int, dict]], size, cache) -> tuple[list[Example], Counter]:
+    def materialize(self, pending: list[tuple[int, Sample]], size, cache) -> tuple[list[Example], Counter]:
         """Decoded examples of one batch, and the skip counts (by reason) of those that failed to decode."""
         examples, bad = [], Counter()
         for epoch, sample in pending:
@@ -508,7 +383,7 @@ class ShardStream(torch.utils.data.IterableDataset):
                     examples.append(decode(sample, self.cfg, epoch, self.sidecars, size))
             except Exception as e:  # noqa: BLE001 - a bad sample is counted, never fatal
                 bad[skip_reason(e)] += 1
-                log.warning("data: skipping %s in %s: %s", sample["__key__"], sample["__shard__"], e)
+                log.warning("data: skipping %s in %s: %s", sample.key, sample.shard, e)
         return examples, bad
 
     def __iter__(self) -> Iterator[Batch]:
@@ -520,13 +395,9 @@ class ShardStream(torch.utils.data.IterableDataset):
         tally = PassTally()
         self.sidecars = SidecarCache(self.cfg.caption)
         self.table = ratio_table(self.cfg.resolution, self.cfg.bucket_multiple)
-        cache = None
-        if self.cache_fingerprint:
-            from t2i.cache import CacheReader
-
-            cache = CacheReader(self.cache_fingerprint, self.cfg.cache_dir)
+        cache = CacheReader(self.cache_fingerprint, self.cfg.cache_dir) if self.cache_fingerprint else None
         raw = self.raw_samples(role, self.start.first_epoch, tally.sizes, cache)
-        buckets: dict[tuple[int, int], list[tuple[int, dict]]] = {}
+        buckets: dict[tuple[int, int], list[tuple[int, Sample]]] = {}
         cursor, skipped = 0, Counter()  # skipped: reason -> bad samples since the last batch
         for epoch, sample in raw:
             cursor += 1
@@ -536,7 +407,7 @@ class ShardStream(torch.utils.data.IterableDataset):
                 skipped[skip_reason(e)] += 1
                 tally.add(epoch, skip_reason(e))
                 if cursor > resume_at:
-                    log.warning("data: skipping %s in %s: %s", sample["__key__"], sample["__shard__"], e)
+                    log.warning("data: skipping %s in %s: %s", sample.key, sample.shard, e)
                 dead = tally.unusable_pass()
                 if dead is not None:
                     raise self.no_usable_samples(role, *dead) from e

@@ -29,6 +29,7 @@ import torch
 from diffusers import AutoencoderDC, AutoencoderKL, PixArtTransformer2DModel, SanaTransformer2DModel
 from transformers import AutoConfig, Gemma2Config, Gemma2Model, PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
+from omnicap.cli import check_model
 from omnicap.config import Config
 
 Kind = Literal["sana", "pixart", "dc_ae", "kl", "gemma2", "t5", "tokenizer"]
@@ -332,8 +333,6 @@ def build_part(kind: Kind, part: PartConfig, dtype: torch.dtype | None = None, *
 def check_sources(model_cfg) -> None:
     """Every part's source (t2i.config.ModelConfig) is 'tiny', or a folder / hub id that can be read (offline: cached);
     raises omnicap.cli.UserError naming the setting. Run before any part loads."""
-    from omnicap.cli import check_model
-
     for name in ("transformer", "vae", "text_encoder", "tokenizer"):
         source = getattr(model_cfg, name).source
         if source.startswith(SCRATCH):

@@ -26,7 +26,7 @@ from omnicap.tracking import init_wandb
 from t2i import checkpoint
 from t2i.attention import require_xformers, use_xformers
 from t2i.cache import fingerprint as cache_fingerprint
-from t2i.config import TrainConfig
+from t2i.config import TrainConfig, preflight
 from t2i.data import ShardStream, StreamState, make_loader, num_roles, restart_epoch
 from t2i.ema import EMA
 from t2i.logbook import Logbook
@@ -163,18 +163,6 @@ def save_checkpoint(tr: Trainer, cfg: TrainConfig, position: StreamState) -> Non
     if cfg.export_checkpoints and tr.accelerator.is_main_process:
         render_and_export(tr, cfg, path.name, path / "pipeline")
     tr.accelerator.wait_for_everyone()
-
-
-def preflight(cfg: TrainConfig) -> None:
-    """Model sources, shards and the output folder checked before any model loads (one-line errors, omnicap.cli)."""
-    from omnicap.cli import check_output_dir
-    from t2i.data import expand_shards
-    from t2i.models import check_sources
-
-    check_sources(cfg.model)
-    if cfg.data.shards:
-        expand_shards(cfg.data.shards)
-    check_output_dir(cfg.out, "--out")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,9 +98,9 @@ def test_rewrite_keeps_every_original_byte(tmp_path, shards, lively_model):
     for name, data in members:
         assert got[name] == data
     assert names[:3] == ["a.b.c.jpg", "a.b.c.txt", "a.b.c.json"]
-    assert names[3:5] == ["a.b.c.omnicap.json", "a.b.c.omnicap.txt"]  # right after their sample
-    captions = json.loads(got["a.b.c.omnicap.json"])
-    assert list(captions) == ["detailed", "short"] and got["a.b.c.omnicap.txt"].decode() == captions["detailed"]
+    assert names[3:5] == ["a.omnicap.json", "a.omnicap.txt"]  # right after their sample, webdataset's key `a`
+    captions = json.loads(got["a.omnicap.json"])
+    assert list(captions) == ["detailed", "short"] and got["a.omnicap.txt"].decode() == captions["detailed"]
     assert "nothing.omnicap.json" not in got and "000000009.omnicap.txt" in got
     assert read_json(out / "00003.stats.json")["errors"]["missing_image"] == 1
     # webdataset reads the rewritten shard with the captions beside the original fields
