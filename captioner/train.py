@@ -37,6 +37,7 @@ from captioner.models import TinySize, family_of, load_processor, tiny_qwen2_5vl
 from captioner.processor import set_pixel_bounds
 from captioner.samples import log_sample_captions
 from captioner.tasks import TaskSpec, save_tasks, with_extra
+from omnicap.cli import check_inputs, check_model, check_output_dir
 from omnicap.config import Config, dump, parse
 from omnicap.files import write_json
 from omnicap.guards import stop_if_not_finite
@@ -462,8 +463,6 @@ def _log(window: dict, state: dict, total: int, scheduler, log, wandb_run, eta: 
 
 def preflight(cfg: TrainConfig) -> None:
     """Model, data and output folder checked before anything loads (one-line errors, omnicap.cli)."""
-    from omnicap.cli import check_inputs, check_model, check_output_dir
-
     check_model(cfg.model.name, "--model.name")
     local = [s.path for s in cfg.data.sources if not any(c in s.path for c in "{*?") and "://" not in s.path]
     check_inputs(local + ([cfg.data.mixture] if cfg.data.mixture else []), "data.sources")

@@ -19,6 +19,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from omnicap.cli import run_main
 from omnicap.config import dump, parse
 from omnicap.launch import announce, prepare_cpu_multiprocess
 from omnicap.signals import StopFlag, stopped_exit
@@ -202,6 +203,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # accelerate launch t2i/train.py ...
-    from omnicap.cli import run_main
-
     sys.exit(run_main("t2i/train.py", main))
