@@ -76,6 +76,8 @@ def test_missing_inputs_and_unwritable_output(verbs, capsys, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     unwritable = str(blocker / "out")  # a folder inside a file: unwritable even for root
+    shard = tmp_path / "in.tar"  # an input that exists (recaption checks its inputs first)
+    shard.write_bytes(b"")
     cases = [
         ("captioner", ["caption", str(tmp_path / "missing.png")], ["paths", "missing.png"]),
         ("captioner", ["caption", str(blocker), "--out", f"{unwritable}/c.jsonl"], ["--out", "cannot write"]),
@@ -84,7 +86,7 @@ def test_missing_inputs_and_unwritable_output(verbs, capsys, tmp_path):
         ("t2i", ["train", "--out", unwritable], ["--out", "cannot write"]),
         ("t2i", ["autoencoder", "--shards", f"{tmp_path}/none.tar", "--out", str(tmp_path / "ae")], ["none.tar"]),
         ("t2i", ["sample", "--model", "tiny", "--prompts", str(tmp_path / "p.txt")], ["--prompts", "p.txt"]),
-        ("recaption", ["run", "--input", str(blocker), "--output", unwritable], ["--output", "cannot write"]),
+        ("recaption", ["run", "--input", str(shard), "--output", unwritable], ["--output", "cannot write"]),
         ("eval", ["fid", "--real", str(tmp_path / "real"), "--fake", str(tmp_path)], ["--real"]),
         ("eval", ["geneval", str(tmp_path / "gen")], ["image folder", "gen"]),
         ("eval", ["clipscore", str(tmp_path / "gen")], ["image folder"]),
