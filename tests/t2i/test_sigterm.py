@@ -18,16 +18,19 @@ ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
-def read_until(proc, pattern: str, lines: list) -> threading.Event:
-    seen = threading.Event()
+def watch(proc, patterns: list[str], lines: list) -> dict[str, threading.Event]:
+    """One reader of the pipe, an event per pattern (two readers of one pipe would each miss the lines the other
+    took)."""
+    seen = {p: threading.Event() for p in patterns}
 
-    def watch():
+    def read():
         for line in proc.stdout:
             lines.append(line)
-            if pattern in line:
-                seen.set()
+            for pattern, event in seen.items():
+                if pattern in line:
+                    event.set()
 
-    threading.Thread(target=watch, daemon=True).start()
+    threading.Thread(target=read, daemon=True).start()
     return seen
 
 
@@ -41,11 +44,12 @@ def test_sigterm_to_the_launcher_alone_still_checkpoints(tmp_path):
                             start_new_session=True)  # fmt: skip
     lines: list[str] = []
     try:
-        assert read_until(proc, "step 2/", lines).wait(900), "".join(lines)[-3000:]
+        seen = watch(proc, ["step 2/", "SIGTERM: checkpoint written"], lines)
+        assert seen["step 2/"].wait(900), "".join(lines)[-3000:]
         proc.send_signal(signal.SIGTERM)  # the launcher only, as `kill PID` does
         proc.wait(60)
-        done = read_until(proc, "SIGTERM: checkpoint written", lines)  # the orphaned trainer still writes here
-        assert done.wait(600), "".join(lines)[-3000:]
+        # the orphaned trainer still writes here
+        assert seen["SIGTERM: checkpoint written"].wait(600), "".join(lines)[-3000:]
     finally:
         os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
     last = checkpoint.latest(tmp_path)
