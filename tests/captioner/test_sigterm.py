@@ -42,4 +42,5 @@ def test_sigterm_to_the_group_checkpoints_and_exits_143(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
     assert any("SIGTERM: checkpoint written" in x for x in lines), "".join(lines)[-3000:]
+    assert any(x.startswith("step ") and " step/s, ETA " in x for x in lines), "".join(lines)[-3000:]  # progress
     assert checkpoints(out) and not (out / "final").exists()

@@ -54,3 +54,4 @@ def test_sigterm_to_the_launcher_alone_still_checkpoints(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
     last = checkpoint.latest(tmp_path)
     assert last is not None and int(last.name.split("_")[1]) >= 2
+    assert any("step 2/" in x and " step/s, ETA " in x for x in lines), "".join(lines)[-3000:]  # progress
