@@ -33,7 +33,7 @@ def mixed_shards(tmp_path, shards):
     shards.good_shard(tmp_path / "in" / "00000.tar", 7)
     members = []
     for i, (name, (ext, data)) in enumerate(shards.odd_format_images().items()):
-        members += [(f"odd_{i}_{name}.{ext}", data)]  # webdataset keys: no dot in the base name
+        members += [(f"odd{i}_{name}.{ext}", data)]
     for cls, sample in shards.bad_samples().items():
         members += [(f"bad_{cls}.{ext}", data) for ext, data in sample]
     shards.write_tar(tmp_path / "in" / "00001.tar", members)
