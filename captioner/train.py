@@ -35,10 +35,15 @@ from captioner.data import (
 )
 from captioner.models import TinySize, family_of, load_processor, tiny_qwen2_5vl, tiny_qwen2vl
 from captioner.processor import set_pixel_bounds
-from captioner.tasks import TaskSpec, with_extra
+from captioner.samples import log_sample_captions
+from captioner.tasks import TaskSpec, save_tasks, with_extra
+from omnicap.cli import check_inputs, check_model, check_output_dir
 from omnicap.config import Config, dump, parse
 from omnicap.files import write_json
 from omnicap.guards import stop_if_not_finite
+from omnicap.launch import announce, prepare_cpu_multiprocess
+from omnicap.progress import Clock
+from omnicap.signals import StopFlag, Stopped, stopped_exit
 from omnicap.tracking import WandbConfig, init_wandb
 
 
@@ -288,6 +293,7 @@ def export(model, processor, path: Path, cfg: TrainConfig) -> None:
         model = model.merge_and_unload()
     model.save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
+    save_tasks(with_extra(cfg.tasks), tmp)  # the task prompts it was trained with (read by Captioner.from_pretrained)
     (tmp / "omnicap_train.yaml").write_text(dump(cfg))
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
@@ -310,9 +316,11 @@ def run(cfg: TrainConfig) -> Path:
     from accelerate.utils import set_seed
 
     out = Path(cfg.out)
+    prepare_cpu_multiprocess()  # torchrun on CPU: one process group, not N lone rank-0 jobs (omnicap.launch)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.train.grad_accum, mixed_precision=mixed_precision(cfg.train.mixed_precision)
     )
+    announce(accelerator, "captioner train", "-m captioner train")
     set_seed(cfg.train.seed)
     log = print if accelerator.is_main_process else (lambda *a, **k: None)
 
@@ -335,7 +343,8 @@ def run(cfg: TrainConfig) -> Path:
     total = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, cfg.optim))
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    accelerator.register_for_checkpointing(scheduler)
+    # the schedule's position goes into trainer_state.json: accelerate would pickle a registered object and read it
+    # back with weights_only=False, and a checkpoint from elsewhere must not be able to run code (omnicap.safeload)
     lm_head = accelerator.unwrap_model(model).get_output_embeddings()
 
     state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "skipped": dict(corpus.skipped), "samples": 0}
@@ -343,6 +352,11 @@ def run(cfg: TrainConfig) -> Path:
         last = checkpoints(out)[-1]
         accelerator.load_state(str(last))
         state = json.loads((last / "trainer_state.json").read_text())
+        if "scheduler" in state:
+            scheduler.load_state_dict(state.pop("scheduler"))
+        else:  # a checkpoint from before the schedule was saved: the schedule is a function of the step alone
+            for _ in range(state["step"]):
+                scheduler.step()
         log(f"resumed from {last} (step {state['step']})", file=sys.stderr)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -353,6 +367,8 @@ def run(cfg: TrainConfig) -> Path:
     model.train()
     window = {"loss": 0.0, "n": 0, "tokens": 0, "t": time.time()}
     start_time = time.time()
+    stop = StopFlag()  # SIGTERM: checkpoint at the next step, then exit (omnicap.signals)
+    clock = Clock(total, state["step"])  # rate and ETA in the log lines
     while state["step"] < total:
         sampler.set_epoch(state["epoch"])
         batches = (
@@ -384,17 +400,25 @@ def run(cfg: TrainConfig) -> Path:
             state["step"] += 1
             state["skipped"] = dict(skipped)
             if state["step"] % cfg.train.log_every == 0 or state["step"] == total:
-                _log(window, state, total, scheduler, log, wandb_run)
+                _log(window, state, total, scheduler, log, wandb_run, clock.line(state["step"]))
             if cfg.train.save_every and state["step"] % cfg.train.save_every == 0 and state["step"] < total:
-                save_checkpoint(accelerator, out, state, cfg.train.keep_checkpoints)
+                save_checkpoint(accelerator, out, {**state, "scheduler": scheduler.state_dict()}, cfg.train.keep_checkpoints)
+                log_sample_captions(wandb_run, accelerator.unwrap_model(model), processor, corpus, cfg, state["step"])
+            if stop.agreed(accelerator):
+                stop.restore()
+                save_checkpoint(accelerator, out, {**state, "scheduler": scheduler.state_dict()}, cfg.train.keep_checkpoints)
+                log(f"SIGTERM: checkpoint written at step {state['step']}; continue with --train.resume", file=sys.stderr)
+                raise Stopped(state["step"])
             if state["step"] >= total:
                 break
         else:
             state["epoch"] += 1
             state["batches_in_epoch"] = 0
+    stop.restore()
     accelerator.wait_for_everyone()
     final = out / "final"
     if accelerator.is_main_process:
+        log_sample_captions(wandb_run, accelerator.unwrap_model(model), processor, corpus, cfg, state["step"])
         export(accelerator.unwrap_model(model), processor, final, cfg)
         stats = {
             "steps": state["step"],
@@ -411,7 +435,7 @@ def run(cfg: TrainConfig) -> Path:
     return final
 
 
-def _log(window: dict, state: dict, total: int, scheduler, log, wandb_run) -> None:
+def _log(window: dict, state: dict, total: int, scheduler, log, wandb_run, eta: str = "") -> None:
     elapsed = max(time.time() - window["t"], 1e-9)
     loss = window["loss"] / max(window["n"], 1)
     lrs = {f"lr/{g['name']}": g["lr"] for g in scheduler.optimizer.param_groups}
@@ -419,7 +443,7 @@ def _log(window: dict, state: dict, total: int, scheduler, log, wandb_run) -> No
     norm = window.pop("grad_norm", None)  # the largest pre-clipping gradient norm of the window
     shown = f" grad_norm_max {norm:.3g}" if norm is not None else ""
     log(
-        f"step {state['step']}/{total} loss {loss:.4f} lr {lrs.get('lr/lm', 0):.2e}{shown} tokens/s {tps:.0f}",
+        f"step {state['step']}/{total} loss {loss:.4f} lr {lrs.get('lr/lm', 0):.2e}{shown} tokens/s {tps:.0f} {eta}",
         file=sys.stderr,
     )
     if wandb_run is not None:
@@ -437,7 +461,19 @@ def _log(window: dict, state: dict, total: int, scheduler, log, wandb_run) -> No
     window.update(loss=0.0, n=0, tokens=0, t=time.time())
 
 
+def preflight(cfg: TrainConfig) -> None:
+    """Model, data and output folder checked before anything loads (one-line errors, omnicap.cli)."""
+    check_model(cfg.model.name, "--model.name")
+    local = [s.path for s in cfg.data.sources if not any(c in s.path for c in "{*?") and "://" not in s.path]
+    check_inputs(local + ([cfg.data.mixture] if cfg.data.mixture else []), "data.sources")
+    check_output_dir(cfg.out, "--out")
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(TrainConfig, argv, prog="python -m captioner train")
-    run(cfg)
+    preflight(cfg)
+    try:
+        run(cfg)
+    except Stopped:
+        return stopped_exit()  # the checkpoint is written; 143 unless OMNICAP_SIGTERM_EXIT says otherwise
     return 0
