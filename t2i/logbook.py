@@ -1,7 +1,7 @@
 """Training metrics: averaged over a window of steps, printed, appended to out/metrics.jsonl, sent to wandb.
 
 Row: step, loss, loss by σ' bin (loss_t0.00-0.25 ...), lr, grad_norm, images/s (per device and total), samples seen,
-bad samples, MFU (training FLOPs per image from `t2i.throughput` × images/s per device / device peak; None on CPU).
+bad samples, captions taken from data.caption.fallback (this device's, in the window), MFU (training FLOPs per image from `t2i.throughput` × images/s per device / device peak; None on CPU).
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ class Logbook:
         self.grad_norms: list[float] = []
         self.images = 0
         self.bad = 0
+        self.fallbacks = 0
         self.bins: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
         self.buckets: dict[str, int] = defaultdict(int)
 
-    def add(self, result, images: int, n_bad: int, bucket: tuple[int, int] | None = None) -> None:
+    def add(self, result, images: int, n_bad: int, bucket: tuple[int, int] | None = None, fallbacks: int = 0) -> None:
         if bucket is not None:
             self.buckets[f"{bucket[0]}x{bucket[1]}"] += images
         self.losses.append(result.loss)
@@ -41,6 +42,7 @@ class Logbook:
             self.grad_norms.append(result.grad_norm)
         self.images += images
         self.bad += n_bad
+        self.fallbacks += fallbacks
         for name, (total, count) in result.bins.items():
             self.bins[name][0] += total
             self.bins[name][1] += count
@@ -53,6 +55,7 @@ class Logbook:
             "grad_norm": sum(self.grad_norms) / len(self.grad_norms) if self.grad_norms else None,
             "images_per_s_per_device": self.images / seconds, "images_per_s": self.images * self.world_size / seconds,
             "samples_seen": samples_seen * self.world_size, "bad_samples": self.bad,
+            "fallback_captions": self.fallbacks,
         }  # fmt: skip
         per_device = self.images / seconds
         row["mfu"] = mfu(per_device * self.flops_per_image, 1.0, self.peak_flops) if self.flops_per_image else None
@@ -64,7 +67,9 @@ class Logbook:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
-            print(f"step {step}: loss {row['loss']:.4f} lr {lr:.2e} {row['images_per_s']:.1f} img/s", flush=True)
+            fallbacks = f", {self.fallbacks} fallback captions" if self.fallbacks else ""
+            print(f"step {step}: loss {row['loss']:.4f} lr {lr:.2e} {row['images_per_s']:.1f} img/s{fallbacks}",
+                  flush=True)
             if self.run is not None:
                 self.run.log(row, step=step)
         self._reset()
