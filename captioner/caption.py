@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from captioner.inference import PUBLISHED_SAMPLING, Captioner
 from captioner.media import VIDEO_SUFFIXES, MediaError, is_video, load_image, load_video
 from captioner.tasks import TaskSpec, get_task, with_extra
 from omnicap.config import Config, parse
@@ -81,8 +82,6 @@ def load_media(path: Path, cfg: CaptionConfig):
 
 
 def run(cfg: CaptionConfig) -> int:
-    from captioner.inference import PUBLISHED_SAMPLING, Captioner
-
     tasks = with_extra(cfg.tasks)
     task_types = [cfg.task] if isinstance(cfg.task, str) else list(cfg.task)
     for name in task_types:

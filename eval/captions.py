@@ -31,6 +31,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from captioner.toy_accuracy import score_caption, summarize
 from eval.caption_sources import CaptionSource, gather, resolve_task
 from omnicap.config import Config, dump, parse
 from omnicap.files import atomic_open, write_json
@@ -195,8 +196,6 @@ class _Closed:
 
 
 def toy_metrics(refs: list[Reference], captions: list[str], task: str) -> dict:
-    from captioner.toy_accuracy import score_caption, summarize
-
     pairs = [(r, c) for r, c in zip(refs, captions) if r.kind == "scene" and r.scene is not None]
     if not pairs:
         return {}

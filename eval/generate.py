@@ -28,6 +28,7 @@ from PIL import Image
 
 from eval.layout import sample_path
 from eval.prompts import load_metadata
+from eval.toy import prompts, render
 from omnicap.config import Config, dump, parse
 from omnicap.files import atomic_open
 from omnicap.tracking import WandbConfig, init_wandb
@@ -126,8 +127,6 @@ def make_jobs(cfg: GenerateConfig) -> list[Job]:
         items = read_dpg_prompts(cfg.metadata)[: cfg.n_prompts]
         return [Job(i, text, [out / f"{item}.png"]) for i, (item, text) in enumerate(items)]
     if cfg.benchmark == "toy_geneval":
-        from eval.toy import prompts
-
         metas = prompts(cfg.n_prompts or 60, cfg.prompt_seed)
     else:
         if cfg.metadata is None:
@@ -229,8 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     for done, job in enumerate(todo, 1):
         seeds = [sample_seed(cfg.seed, job.index, j) for j in range(cfg.n_samples)]
         if pipe is None:
-            from eval.toy import render
-
             images = [render(job.metadata, cfg.size or 64, s) for s in seeds]
         else:
             images = run_pipeline(pipe, cfg, job.prompt, seeds, device)

@@ -30,6 +30,8 @@ from diffusers import AutoencoderDC, AutoencoderKL, PixArtTransformer2DModel, Sa
 from transformers import AutoConfig, Gemma2Config, Gemma2Model, PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
 from omnicap.config import Config
+from t2i.text import SANA_CHI
+from t2i.vocabulary import WORDS
 
 Kind = Literal["sana", "pixart", "dc_ae", "kl", "gemma2", "t5", "tokenizer"]
 SCRATCH = "scratch:"
@@ -178,9 +180,6 @@ def tiny_tokenizer(
     (measured: "A red circle." drew one red circle, "a red circle" a red mess), so punctuation is dropped on both sides.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-    from t2i.text import SANA_CHI
-    from t2i.vocabulary import WORDS
 
     specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
     chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"()-/%#&+=*|_[]{}<>$@")
