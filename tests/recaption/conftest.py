@@ -112,9 +112,9 @@ def mixed_shards(folder: Path, good: int) -> Path:
     good_shard(folder / "00000.tar", good)
     members = []
     for i, (name, (ext, data)) in enumerate(odd_format_images().items()):
-        members += [(f"odd.{i}.{name}.{ext}", data)]
+        members += [(f"odd{i}_{name}.{ext}", data)]
     for cls, sample in bad_samples().items():
-        members += [(f"bad.{cls}.{ext}", data) for ext, data in sample]
+        members += [(f"bad_{cls}.{ext}", data) for ext, data in sample]
     write_tar(folder / "00001.tar", members)
     return folder / "{00000..00001}.tar"
 
