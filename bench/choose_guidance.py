@@ -64,7 +64,7 @@ def score(cfg: ChooseConfig, pipeline: str, guidance: float, folder: Path) -> fl
     generate.main([
         "--benchmark", "toy_geneval", "--model", pipeline, "--out", str(folder), "--n_prompts", str(cfg.n_prompts),
         "--prompt_seed", str(cfg.prompt_seed), "--exclude_prompts_from", cfg.exclude_prompts_from,
-        "--n_samples", str(cfg.n_samples), "--steps", str(cfg.steps), "--size", str(cfg.size), "--seed", str(cfg.seed),
+        "--n_samples", str(cfg.n_samples), "--steps", str(cfg.steps), "--size", str(cfg.size), "--seed", str(cfg.seed), "--batch_size", "32",
         "--guidance_scale", str(guidance),
     ])  # fmt: skip
     geneval.main([str(folder), "--config", TOY_GENEVAL])

@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -68,3 +69,39 @@ def test_exclude_prompts_from_leaves_out_the_evaluation_prompts(tmp_path):
         generate.make_jobs(
             generate.GenerateConfig(benchmark="toy_geneval", out="x", exclude_prompts_from=str(tmp_path))
         )
+
+
+def test_toyworld_renders_through_an_autoencoder(tmp_path):
+    from t2i.models import tiny_dc_ae
+
+    tiny_dc_ae(seed=0).save_pretrained(tmp_path / "ae")
+    common = ["--benchmark", "toy_geneval", "--model", "toyworld", "--n_prompts", "6", "--n_samples", "1", "--size", "32"]
+    assert generate.main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert generate.main([*common, "--out", str(tmp_path / "ae_out"), "--autoencoder", str(tmp_path / "ae")]) == 0
+    plain, through = read_samples(tmp_path / "plain"), read_samples(tmp_path / "ae_out")
+    assert [s.path.name for s in plain] == [s.path.name for s in through]
+    a, b = Image.open(plain[0].path), Image.open(through[0].path)
+    assert a.size == b.size == (32, 32) and a.tobytes() != b.tobytes()  # a random autoencoder changes the pixels
+    with pytest.raises(SystemExit, match="needs --model toyworld"):
+        generate.main(["--model", "runs/pipe", "--out", str(tmp_path / "x"), "--autoencoder", str(tmp_path / "ae")])
+    with pytest.raises(SystemExit, match="no config.json"):
+        generate.main([*common, "--out", str(tmp_path / "y"), "--autoencoder", str(tmp_path / "missing")])
+
+
+def test_prompts_share_pipeline_calls_without_changing_their_images(tiny_pipeline, tmp_path, write_json_lines):
+    meta = write_json_lines(tmp_path / "meta.jsonl", [
+        {"tag": "colors", "include": [{"class": "dog", "count": 1, "color": c}], "prompt": f"a photo of a {c} dog"}
+        for c in ("red", "blue", "green")
+    ])  # fmt: skip
+    common = ["--benchmark", "geneval", "--model", str(tiny_pipeline), "--metadata", str(meta), "--n_samples", "2",
+              "--size", "64", "--steps", "2"]  # fmt: skip
+    generate.main([*common, "--out", str(tmp_path / "one"), "--batch_size", "2"])  # a call per prompt
+    generate.main([*common, "--out", str(tmp_path / "all"), "--batch_size", "6"])  # one call for all three
+    one, together = read_samples(tmp_path / "one"), read_samples(tmp_path / "all")
+    assert [s.path.relative_to(tmp_path / "one") for s in one] == [s.path.relative_to(tmp_path / "all") for s in together]
+    for a, b in zip(one, together):  # same per-sample seeds: the same images, up to float rounding
+        diff = np.abs(np.asarray(Image.open(a.path), float) - np.asarray(Image.open(b.path), float))
+        assert diff.max() <= 2, (a.path, diff.max())
+    groups = generate.job_groups([generate.Job(i, "p", []) for i in range(5)], per_job=2, batch_size=5)
+    assert [[j.index for j in g] for g in groups] == [[0, 1], [2, 3], [4]]
+    assert len(generate.job_groups([generate.Job(0, "p", [])], per_job=8, batch_size=4)) == 1  # too big: alone

@@ -32,17 +32,17 @@ def test_demo_smoke_scale_completes_with_a_well_formed_report(tmp_path):
     header = next(line for line in lines if line.startswith("| captions | overall"))
     assert all(tag in header for tag in tags)
     arms = ["A", "B", "C", "C25", "C50"]
-    for arm in [*arms, "render"]:
+    for arm in [*arms, "render", "render_ae"]:
         row = next(line for line in lines if line.startswith(f"| {arm}:"))  # main table: mean ± std per tag
         numbers = [float(x) for x in re.findall(r"\d\.\d{3}", row)]
         assert len(numbers) == (1 if SEEDS == 1 else 2) * (1 + len(tags)), row
         assert all(0.0 <= x <= 1.0 for x in numbers), row
         assert (root / f"samples_{arm}.png").is_file()
         for k in range(SEEDS):
-            for g in [None] if arm == "render" else ["g1", "g4.5"]:  # smoke sweep [1, 4.5], main guidance 4.5
+            for g in [None] if arm.startswith("render") else ["g1", "g4.5"]:  # smoke sweep [1, 4.5], main guidance 4.5
                 folder = root / f"seed{k}" / "eval" / arm / (g or "")
                 assert set(tags) <= set(json.loads((folder / "summary.json").read_text())["tags"])
-        if arm != "render":  # every arm trained on its embedding cache
+        if not arm.startswith("render"):  # every arm trained on its embedding cache
             assert list((root / "seed0" / "t2i" / arm / "cache").glob("*.t2icache-*.pt"))
     for arm in arms:  # guidance sweep rows and training-caption accuracy rows
         assert re.search(rf"^\| {arm} \| {CELL} \| {CELL} \|$", report, re.M), arm  # guidance 1 and 4.5
@@ -56,7 +56,7 @@ def test_demo_smoke_scale_completes_with_a_well_formed_report(tmp_path):
     }
     assert recaptioned, "the recaption stage produced no captions for arm B"
     # a rerun finds every stage done and only rewrites the report
-    n_stages = 5 + 2 + SEEDS * 11  # world, captioner, autoencoder, recaption, accuracy; 2 corrupt; 11 per seed
+    n_stages = 5 + 2 + SEEDS * 12  # world, captioner, autoencoder, recaption, accuracy; 2 corrupt; 12 per seed
     rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and rerun.stdout.count("done already") == n_stages, rerun.stdout[-2000:]
 
@@ -144,7 +144,7 @@ def test_more_seeds_reuse_the_one_seed_run_and_share_the_world(tmp_path):
     one, three = build(1), build(3)
     assert all(three[name] == stage for name, stage in one.items())
     new = set(three) - set(one)
-    assert len(new) == 2 * 11 and all(n.endswith(("_s1", "_s2")) for n in new)
+    assert len(new) == 2 * 12 and all(n.endswith(("_s1", "_s2")) for n in new)
     train = three["t2i_C25_s2"].cmds["train"]
     assert "--seed=2" in train and "--data.use_cache=true" in train
     assert f"--data.caption.sidecar_dir={tmp_path / 'corrupt' / 'C25'}" in train  # shared by all seeds
