@@ -41,12 +41,12 @@ def test_sidecar_then_rerun_skips(tmp_path, shards, lively_model, capsys):
 def test_every_bad_input_is_counted_and_the_rest_captioned(tmp_path, shards, lively_model):
     members, good_keys = [], []
     for i, (name, (ext, data)) in enumerate(shards.odd_format_images().items()):
-        key = f"odd{i}_{name}"  # webdataset's key: the name up to its first dot
+        key = f"odd{i}_{name}"
         members += [(f"{key}.{ext}", data), (f"{key}.txt", b"alt")]
         good_keys.append(key)
     for cls, sample in shards.bad_samples().items():
         members += [(f"bad_{cls}.{ext}", data) for ext, data in sample]
-    members += [("odd0_jpeg.v2.jpeg", b"a duplicate key")]  # same key as the first good sample, later in the shard
+    members += [("odd0_jpeg.jpeg", b"a duplicate key")]  # same key as the first good sample, later in the shard
     shards.write_tar(tmp_path / "in" / "00000.tar", members)
     # a second shard cut inside its fourth sample
     full = shards.good_shard(tmp_path / "in" / "00001.tar", 6, start=100).read_bytes()
