@@ -103,7 +103,7 @@ def train_to(cfg: CurvesConfig, name: str, flags: list[str], steps: int, out: Pa
             "--optim.schedule=constant", *C_CAPTIONS, f"--data.cache_dir={out / 'cache'}", *flags]  # fmt: skip
     log = runs / "train.log"
     runs.mkdir(parents=True, exist_ok=True)
-    if not any((out / "cache").glob("*.pt")):
+    if not any((out / "cache").glob("*.t2icache-*.safetensors")):
         run([sys.executable, "-m", "t2i", "cache", *args], log)
     seconds = run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
                    "--num_cpu_threads_per_process", "1", "t2i/train.py", *args, f"--steps={steps}",

@@ -6,5 +6,11 @@ VERBS = {
     "datagen": ("captioner.datagen", "two-step caption data pipeline: seed captions (VLM), extension (LLM)"),
 }
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The console script (pyproject [project.scripts]): the same verbs and `main(argv)` as `python -m captioner`."""
     dispatch("captioner", VERBS)
+
+
+if __name__ == "__main__":
+    cli()

@@ -12,10 +12,12 @@ import json
 import sys
 from pathlib import Path
 
-from captioner.inference import PUBLISHED_SAMPLING, Captioner
+from captioner.inference import PUBLISHED_SAMPLING, TINY_SOURCES, Captioner
 from captioner.media import VIDEO_SUFFIXES, MediaError, is_video, load_image, load_video
 from captioner.tasks import TaskSpec, get_task, with_extra
+from omnicap.cli import check_inputs, check_model, check_output_file
 from omnicap.config import Config, parse
+from omnicap.progress import Clock
 from omnicap.shards import IMAGE_SUFFIXES
 from omnicap.tracking import WandbConfig, init_wandb
 
@@ -98,6 +100,7 @@ def run(cfg: CaptionConfig) -> int:
     run_ = init_wandb(cfg.wandb, cfg.model_dump(mode="json"), str(out.parent))
     sampling = PUBLISHED_SAMPLING if cfg.sample else {}
     failed = written = 0
+    clock = Clock(len(todo), unit="caption")  # a line per batch: done/total, rate, ETA
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "a", encoding="utf-8") as f:
         for i in range(0, len(todo), cfg.batch_size):
@@ -126,6 +129,8 @@ def run(cfg: CaptionConfig) -> int:
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             f.flush()
             written += len(items)
+            done = min(i + cfg.batch_size, len(todo))
+            print(f"captioned {done}/{len(todo)}: {clock.line(done)}", file=sys.stderr, flush=True)
     print(f"wrote {written} captions to {out}; {failed} files skipped", file=sys.stderr)
     if run_ is not None:
         run_.log({"captions": written, "skipped": failed})
@@ -137,4 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse(CaptionConfig, argv, positional="paths", prog="python -m captioner caption")
     if not cfg.paths:
         raise SystemExit("python -m captioner caption: give image/video paths or folders")
+    preflight(cfg)
     return run(cfg)
+
+
+def preflight(cfg: CaptionConfig) -> None:
+    """Inputs, model and output checked before the model loads (one-line errors, omnicap.cli)."""
+    check_inputs(cfg.paths, "paths")
+    check_model(cfg.model, "--model", TINY_SOURCES)
+    check_output_file(cfg.out, "--out")

@@ -31,6 +31,7 @@ from captioner.data import shard_paths
 from captioner.media import MediaError, load_image
 from captioner.models import load_chat_lm, load_chat_vlm, pick_device
 from captioner.tasks import get_task
+from omnicap.cli import check_inputs, check_model, check_output_file
 from omnicap.config import Config, parse
 from omnicap.shards import IMAGE_SUFFIXES, read_samples
 from omnicap.tracking import WandbConfig, init_wandb
@@ -391,5 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse(DatagenConfig, argv, positional="inputs", prog="python -m captioner datagen")
     if not cfg.inputs:
         raise SystemExit("python -m captioner datagen: give inputs (images, folders or shards) via --inputs or config")
+    check_inputs([p for p in cfg.inputs if not any(c in p for c in "{*?")], "inputs")
+    for step in ("seed", "extend"):
+        if getattr(cfg, step).backend == "local":
+            check_model(getattr(cfg, step).model, f"--{step}.model")
+    check_output_file(cfg.out, "--out")
     counts = run(cfg)
     return 1 if any(k.endswith("_failed") for k in counts) else 0

@@ -30,7 +30,7 @@ from captioner.models import (  # noqa: F401  (pick_device, pick_dtype: also imp
     tiny_qwen2_5vl,
     tiny_qwen2vl,
 )
-from captioner.tasks import TASKS, Task, get_task
+from captioner.tasks import TASKS, Task, get_task, load_saved_tasks, merge_saved
 
 PUBLISHED_SAMPLING = dict(do_sample=True, temperature=0.2, top_p=0.8, top_k=10, repetition_penalty=1.2)
 """OmniCaptioner's published sampling settings: `cap.caption(images, task, **PUBLISHED_SAMPLING)`."""
@@ -130,6 +130,8 @@ class Captioner:
         else:
             model, processor, config = load_pretrained(name, dtype, revision)
             weights_id = weights_id_of(name, config, revision)
+            saved = load_saved_tasks(_local_folder(name, revision))  # the prompts it was trained with
+            tasks = merge_saved(saved, tasks) if saved else tasks
         model = model.to(device=device, dtype=dtype)
         size = processor.image_processor.size
         if name in TINY_SOURCES:
@@ -305,3 +307,16 @@ def weights_id_of(name: str, config, revision: str | None = None) -> str:
         memo = Path(os.environ.get("OMNICAP_CACHE") or Path.home() / ".cache" / "omnicaptioner")
         return "files:" + hashlib.sha256("|".join(f"{p.name}={_hash_file(p, memo)}" for p in weights).encode()).hexdigest()
     return f"hub:{name}@{getattr(config, '_commit_hash', None) or revision or 'unknown'}"
+
+
+def _local_folder(name: str, revision: str | None) -> Path | None:
+    """The folder holding a model: `name` itself, or the hub cache's snapshot that holds its config."""
+    if Path(name).is_dir():
+        return Path(name)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, "config.json", revision=revision)
+        return Path(found).parent if isinstance(found, str) else None
+    except Exception:  # noqa: BLE001 - no cache: no saved prompts
+        return None

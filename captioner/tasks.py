@@ -202,3 +202,49 @@ def get_task(name: str, tasks: dict[str, Task] | None = None) -> Task:
         return tasks[name]
     except (KeyError, TypeError):
         raise UnknownTaskError(f"unknown task type {name!r}; valid task types: {', '.join(sorted(tasks))}") from None
+
+
+TASKS_FILE = "omnicap_tasks.json"
+"""Written beside an exported captioner's weights: the task prompts it was trained with (read by
+`Captioner.from_pretrained`; plain transformers users build the same chat from it, see `save_tasks`)."""
+
+
+def save_tasks(tasks: dict[str, Task], folder) -> None:
+    """`folder/omnicap_tasks.json`: {"tasks": {name: {system, question, language, media}}, "usage": ...}. A plain
+    transformers user conditions the model exactly as training did with
+        t = json.load(open(f"{folder}/omnicap_tasks.json"))["tasks"]["detailed"]
+        messages = [{"role": "system", "content": t["system"]},
+                    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t["question"]}]}]
+        text = processor.apply_chat_template(messages, add_generation_prompt=True)"""
+    import json
+    from pathlib import Path
+
+    table = {name: {"system": t.system, "question": t.question, "language": t.language, "media": t.media}
+             for name, t in sorted(tasks.items())}  # fmt: skip
+    usage = ("messages = [{'role': 'system', 'content': tasks[name]['system']}, {'role': 'user', 'content': "
+             "[{'type': tasks[name]['media']}, {'type': 'text', 'text': tasks[name]['question']}]}]; "
+             "processor.apply_chat_template(messages, add_generation_prompt=True)")  # fmt: skip
+    text = json.dumps({"format": 1, "tasks": table, "usage": usage}, indent=2, ensure_ascii=False)
+    (Path(folder) / TASKS_FILE).write_text(text + "\n", encoding="utf-8")
+
+
+def load_saved_tasks(folder) -> dict[str, Task]:
+    """The task types saved beside a model (`save_tasks`); {} when the folder has none."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / TASKS_FILE if folder is not None else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))["tasks"]
+        return {name: Task(name, **{**spec, "media": spec.get("media", "image")}) for name, spec in table.items()}
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a task-prompt file ({e})") from None
+
+
+def merge_saved(saved: dict[str, Task], given: dict[str, Task] | None) -> dict[str, Task]:
+    """Built-ins < a model's saved prompts < task types the caller added or changed (anything in `given` that is not
+    the built-in object itself, e.g. a config's `tasks:` section through `with_extra`)."""
+    own = {n: t for n, t in (given or {}).items() if TASKS.get(n) is not t}
+    return {**TASKS, **saved, **own}

@@ -9,7 +9,8 @@ the final model is a Hugging Face folder `out/final/` that `Qwen2VLForConditiona
 `AutoProcessor` and `captioner.inference.Captioner.from_pretrained` load.
 
 Shape (as t2i/train.py): `build_trainer` (model, optimizer, schedule, data) → `train_loop` calls `train_step` once per
-micro-batch and logs / checkpoints on optimizer steps → `finish` exports.
+micro-batch and logs (rate, ETA) / checkpoints (with sample captions to wandb) on optimizer steps, and on SIGTERM
+checkpoints and stops (exit 143, omnicap.signals) → `finish` exports.
 """
 
 from __future__ import annotations
@@ -31,14 +32,19 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from captioner.config import LoraConfig, ModelConfig, OptimConfig, TrainConfig  # noqa: F401  (the config tree)
-from captioner.data import IGNORE, CaptionDataset, Encoder, LengthGroupedBatchSampler, build_corpus, collate
+from captioner.data import IGNORE, CaptionDataset, Corpus, Encoder, LengthGroupedBatchSampler, build_corpus, collate
 from captioner.models import build_model, training_precision
 from captioner.processor import set_pixel_bounds
-from captioner.tasks import with_extra
+from captioner.samples import log_sample_captions
+from captioner.tasks import save_tasks, with_extra
 from omnicap import checkpoints as shared
+from omnicap.cli import check_inputs, check_model, check_output_dir
 from omnicap.config import dump, parse
 from omnicap.files import write_json
 from omnicap.guards import stop_if_not_finite
+from omnicap.launch import announce, prepare_cpu_multiprocess
+from omnicap.progress import Clock
+from omnicap.signals import StopFlag, Stopped, stopped_exit
 from omnicap.tracking import init_wandb
 
 STATE_FILE = "trainer_state.json"
@@ -223,8 +229,9 @@ def save_checkpoint(tr: Trainer, out: Path, keep: int) -> Path:
         shared.staging(final)
     acc.wait_for_everyone()
     acc.save_state(str(tmp))
-    if acc.is_main_process:
-        write_json(tmp / STATE_FILE, asdict(tr.state))
+    if acc.is_main_process:  # the schedule's position too: accelerate would pickle a registered scheduler and read it
+        # back with weights_only=False, and a checkpoint from elsewhere must not be able to run code (omnicap.safeload)
+        write_json(tmp / STATE_FILE, asdict(tr.state) | {"scheduler": tr.scheduler.state_dict()})
         shared.publish(tmp, final, keep, STATE_FILE)
     acc.wait_for_everyone()
     return final
@@ -236,7 +243,14 @@ def resume(tr: Trainer, out: Path, log) -> None:
         log(f"--resume: no checkpoint in {out / 'checkpoints'}; starting at step 0", file=sys.stderr)
         return
     tr.accelerator.load_state(str(last))
-    tr.state = TrainState(**json.loads((last / STATE_FILE).read_text()))
+    saved = json.loads((last / STATE_FILE).read_text())
+    schedule = saved.pop("scheduler", None)
+    tr.state = TrainState(**saved)
+    if schedule is not None:
+        tr.scheduler.load_state_dict(schedule)
+    else:  # a checkpoint from before the schedule was saved: the schedule is a function of the step alone
+        for _ in range(tr.state.step):
+            tr.scheduler.step()
     log(f"resumed from {last} (step {tr.state.step})", file=sys.stderr)
 
 
@@ -248,6 +262,7 @@ def export(model, processor, path: Path, cfg: TrainConfig) -> None:
         model = model.merge_and_unload()
     model.save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
+    save_tasks(with_extra(cfg.tasks), tmp)  # the task prompts it was trained with (read by Captioner.from_pretrained)
     (tmp / "omnicap_train.yaml").write_text(dump(cfg))
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
@@ -260,7 +275,7 @@ def export(model, processor, path: Path, cfg: TrainConfig) -> None:
 class Data:
     loader: torch.utils.data.DataLoader
     sampler: LengthGroupedBatchSampler
-    skipped: Counter  # skipped while building the corpus
+    corpus: Corpus  # its records give the sample captions logged to wandb
 
 
 def build_data(cfg: TrainConfig, processor, accelerator: Accelerator, log) -> Data:
@@ -274,7 +289,7 @@ def build_data(cfg: TrainConfig, processor, accelerator: Accelerator, log) -> Da
         CaptionDataset(corpus.records, encoder), batch_sampler=sampler, num_workers=cfg.data.num_workers,
         collate_fn=functools.partial(collate, pad_id=processor.tokenizer.pad_token_id),
     )  # fmt: skip
-    return Data(loader, sampler, corpus.skipped)
+    return Data(loader, sampler, corpus)
 
 
 def total_steps(cfg: TrainConfig, data: Data, accelerator: Accelerator) -> int:
@@ -290,11 +305,10 @@ def build_trainer(cfg: TrainConfig, accelerator: Accelerator, log) -> tuple[Trai
     optimizer = build_optimizer(model, cfg.optim)
     total = total_steps(cfg, data, accelerator)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, cfg.optim))
-    model, optimizer, data.loader = accelerator.prepare(model, optimizer, data.loader)
-    accelerator.register_for_checkpointing(scheduler)
+    model, optimizer, data.loader = accelerator.prepare(model, optimizer, data.loader)  # the scheduler: in STATE_FILE
     lm_head = accelerator.unwrap_model(model).get_output_embeddings()
     tr = Trainer(accelerator, model, lm_head, optimizer, scheduler, processor, cfg.optim.clip_grad_norm)
-    tr.state.skipped = dict(data.skipped)
+    tr.state.skipped = dict(data.corpus.skipped)
     return tr, data, total
 
 
@@ -314,25 +328,44 @@ class Window:
             self.grad_norm = max(self.grad_norm or 0.0, r.grad_norm)
 
 
-def log_window(w: Window, tr: Trainer, total: int, log, wandb_run) -> None:
+def log_window(w: Window, tr: Trainer, total: int, log, wandb_run, eta: str = "") -> None:
     elapsed = max(time.time() - w.t, 1e-9)
     loss = w.loss / max(w.n, 1)
     lrs = {f"lr/{g['name']}": g["lr"] for g in tr.scheduler.optimizer.param_groups}
     tps = w.tokens / elapsed
     shown = f" grad_norm_max {w.grad_norm:.3g}" if w.grad_norm is not None else ""
     step = tr.state.step
-    log(f"step {step}/{total} loss {loss:.4f} lr {lrs.get('lr/lm', 0):.2e}{shown} tokens/s {tps:.0f}", file=sys.stderr)
+    log(f"step {step}/{total} loss {loss:.4f} lr {lrs.get('lr/lm', 0):.2e}{shown} tokens/s {tps:.0f} {eta}",
+        file=sys.stderr)
     if wandb_run is not None:
         extra = {"grad_norm_max": w.grad_norm} if w.grad_norm is not None else {}
         skipped = {f"skipped/{k}": v for k, v in tr.state.skipped.items()}
         wandb_run.log({"loss": loss, "tokens_per_s": tps, **lrs, **extra, **skipped}, step=step)
 
 
+def sample_captions(tr: Trainer, cfg: TrainConfig, data: Data, wandb_run) -> None:
+    """A few training images captioned by the model, as a wandb table (no-op without wandb; main process only)."""
+    if tr.accelerator.is_main_process:
+        model = tr.accelerator.unwrap_model(tr.model)
+        log_sample_captions(wandb_run, model, tr.processor, data.corpus, cfg, tr.state.step)
+
+
 def train_loop(tr: Trainer, cfg: TrainConfig, data: Data, total: int, log, wandb_run) -> None:
-    """Micro-batches until `total` optimizer steps; logs every `log_every`, checkpoints every `checkpoint_every`."""
+    """Micro-batches until `total` optimizer steps; logs every `log_every`, checkpoints every `checkpoint_every`.
+    SIGTERM (to this process, its group, or its launcher's death): every rank stops at the next optimizer step,
+    the checkpoint is written and `Stopped` raised (omnicap.signals)."""
+    stop = StopFlag()
+    try:
+        _loop(tr, cfg, data, total, log, wandb_run, stop)
+    finally:
+        stop.restore()
+
+
+def _loop(tr: Trainer, cfg: TrainConfig, data: Data, total: int, log, wandb_run, stop: StopFlag) -> None:
     out, state = Path(cfg.out), tr.state
     skipped = Counter(state.skipped)
     window = Window()
+    clock = Clock(total, state.step)  # rate and ETA in the log lines
     tr.model.train()
     while state.step < total:
         data.sampler.set_epoch(state.epoch)
@@ -349,10 +382,15 @@ def train_loop(tr: Trainer, cfg: TrainConfig, data: Data, total: int, log, wandb
                 continue
             state.skipped = dict(skipped)
             if state.step % cfg.log_every == 0 or state.step == total:
-                log_window(window, tr, total, log, wandb_run)
+                log_window(window, tr, total, log, wandb_run, clock.line(state.step))
                 window = Window()
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < total:
                 save_checkpoint(tr, out, cfg.keep_checkpoints)
+                sample_captions(tr, cfg, data, wandb_run)
+            if stop.agreed(tr.accelerator):
+                save_checkpoint(tr, out, cfg.keep_checkpoints)
+                log(f"SIGTERM: checkpoint written at step {state.step}; continue with --resume", file=sys.stderr)
+                raise Stopped(state.step)
             if state.step >= total:
                 break
         else:
@@ -360,11 +398,12 @@ def train_loop(tr: Trainer, cfg: TrainConfig, data: Data, total: int, log, wandb
             state.batches_in_epoch = 0
 
 
-def finish(tr: Trainer, cfg: TrainConfig, seconds: float, log, wandb_run) -> Path:
-    """Exports out/final (main process) and writes stats.json."""
+def finish(tr: Trainer, cfg: TrainConfig, data: Data, seconds: float, log, wandb_run) -> Path:
+    """Logs the last sample captions, exports out/final (main process) and writes stats.json."""
     acc, out = tr.accelerator, Path(cfg.out)
     acc.wait_for_everyone()
     final = out / "final"
+    sample_captions(tr, cfg, data, wandb_run)
     if acc.is_main_process:
         export(acc.unwrap_model(tr.model), tr.processor, final, cfg)
         stats = {"steps": tr.state.step, "samples": tr.state.samples, "skipped": tr.state.skipped,
@@ -379,8 +418,10 @@ def finish(tr: Trainer, cfg: TrainConfig, seconds: float, log, wandb_run) -> Pat
 
 def run(cfg: TrainConfig) -> Path:
     out = Path(cfg.out)
+    prepare_cpu_multiprocess()  # torchrun on CPU: one process group, not N lone rank-0 jobs (omnicap.launch)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum,
                               mixed_precision=training_precision(cfg.mixed_precision))  # fmt: skip
+    announce(accelerator, "captioner train", "-m captioner train")
     set_seed(cfg.seed)
     log = print if accelerator.is_main_process else (lambda *a, **k: None)
     tr, data, total = build_trainer(cfg, accelerator, log)
@@ -392,10 +433,22 @@ def run(cfg: TrainConfig) -> Path:
     wandb_run = init_wandb(cfg.wandb, cfg.model_dump(mode="json"), str(out)) if accelerator.is_main_process else None
     start = time.time()
     train_loop(tr, cfg, data, total, log, wandb_run)
-    return finish(tr, cfg, time.time() - start, log, wandb_run)
+    return finish(tr, cfg, data, time.time() - start, log, wandb_run)
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Model, data and output folder checked before anything loads (one-line errors, omnicap.cli)."""
+    check_model(cfg.model.name, "--model.name")
+    local = [s.path for s in cfg.data.sources if not any(c in s.path for c in "{*?") and "://" not in s.path]
+    check_inputs(local + ([cfg.data.mixture] if cfg.data.mixture else []), "data.sources")
+    check_output_dir(cfg.out, "--out")
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(TrainConfig, argv, prog="python -m captioner train")
-    run(cfg)
+    preflight(cfg)
+    try:
+        run(cfg)
+    except Stopped:
+        return stopped_exit()  # the checkpoint is written; 143 unless OMNICAP_SIGTERM_EXIT says otherwise
     return 0

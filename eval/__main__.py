@@ -12,5 +12,11 @@ VERBS = {
     "captions": ("eval.captions", "caption quality vs references: BLEU, METEOR, ROUGE-L, CIDEr, CLIPScore, toy accuracy"),
 }
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The console script (pyproject [project.scripts]): the same verbs and `main(argv)` as `python -m eval`."""
     dispatch("eval", VERBS)
+
+
+if __name__ == "__main__":
+    cli()

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from captioner.toy_accuracy import score_caption, summarize
 from eval.caption_sources import CaptionSource, gather, resolve_task
+from omnicap.cli import check_inputs, check_output_dir
 from omnicap.config import Config, dump, parse
 from omnicap.files import atomic_open, write_json
 from omnicap.tracking import WandbConfig, init_wandb
@@ -253,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse(CaptionsConfig, argv, prog="python -m eval captions")
     if not cfg.references or not cfg.out or not cfg.sources:
         raise SystemExit("python -m eval captions: --references FILE, --sources {name: {...}} and --out DIR are required")
+    check_inputs([cfg.references] + ([cfg.images_root] if cfg.images_root else []), "--references / --images_root")
+    check_output_dir(cfg.out, "--out")
     root = Path(cfg.images_root) if cfg.images_root else None
     refs = load_references(Path(cfg.references), root, cfg.reference_task, cfg.kinds)[: cfg.limit]
     out = Path(cfg.out)

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from eval.layout import read_samples
+from omnicap.cli import check_inputs, check_output_dir
 from omnicap.config import Config, parse
 from omnicap.files import write_json
 from omnicap.tracking import WandbConfig, log_metrics
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(cfg.dirs) != 1:
         raise SystemExit("python -m eval clipscore DIR: give exactly one image folder")
     root = Path(cfg.dirs[0])
+    check_inputs([root], "image folder")
+    check_output_dir(root, "image folder (clipscore.json is written into it)")
     samples = read_samples(root)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     score = clip_score(cfg.model, [s.path for s in samples], [s.metadata["prompt"] for s in samples],

@@ -31,6 +31,7 @@ from typing import Literal
 import torch
 from PIL import Image
 
+from omnicap.cli import check_inputs, check_output_dir
 from omnicap.config import Config, dump, parse
 from omnicap.files import atomic_open, write_json
 from omnicap.tracking import WandbConfig, init_wandb
@@ -207,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= cfg.pic_num <= 4:
         raise SystemExit(f"--pic_num must be 1..4, got {cfg.pic_num}")
     root = Path(cfg.dirs[0])
+    check_inputs([root], "image folder")
+    check_inputs([cfg.csv], "--csv")
+    check_output_dir(root, "image folder (results are written into it)")
     items = load_csv(cfg.csv, cfg.official_quirks)
     images = sorted(p for p in root.glob("*.png") if p.stem in items)
     if not images:

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from eval.clip_models import WeightsMissing
+from omnicap.cli import check_inputs, check_output_dir
 from omnicap.config import Config, parse
 from omnicap.files import write_json
 from omnicap.shards import IMAGE_SUFFIXES, image_only, is_tar, read_samples
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse(FidConfig, argv, prog="python -m eval fid")
     if not cfg.real or not cfg.fake:
         raise SystemExit("python -m eval fid: --real and --fake are required")
+    check_inputs([cfg.real], "--real")
+    check_inputs([cfg.fake], "--fake")
+    check_output_dir(Path(cfg.fake) if Path(cfg.fake).is_dir() else Path(cfg.fake).parent, "--fake (fid.json goes there)")
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     metric = inception_fid(cfg.inception_weights)
     fid, n_real, n_fake = compute_fid(

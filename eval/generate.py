@@ -32,6 +32,7 @@ from PIL import Image
 from eval.layout import sample_path
 from eval.prompts import load_metadata
 from eval.toy import prompts, render
+from omnicap.cli import check_inputs, check_model, check_output_dir
 from omnicap.config import Config, dump, parse
 from omnicap.files import atomic_open
 from omnicap.tracking import WandbConfig, init_wandb
@@ -261,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--model toyworld (ground-truth renders) only exists for --benchmark toy_geneval")
     if cfg.autoencoder and cfg.model != "toyworld":
         raise SystemExit("--autoencoder passes ground-truth renders through an autoencoder: it needs --model toyworld")
+    if cfg.metadata:
+        check_inputs([cfg.metadata], "--metadata")
+    if cfg.model != "toyworld":
+        check_model(cfg.model, "--model")
+    check_output_dir(cfg.out, "--out")
     k, n = parse_shard(cfg.shard)
     jobs = make_jobs(cfg)
     todo = [j for j in jobs if j.index % n == k and not j.done()]

@@ -26,6 +26,7 @@ from eval.layout import Sample, read_samples
 from eval.prompts import COLORS, check_metadata
 from eval.rules import RuleConfig, evaluate, result_row, select_objects, threshold_for
 from eval.summary import markdown, summarize
+from omnicap.cli import check_inputs, check_output_dir
 from omnicap.config import Config, dump, parse
 from omnicap.files import atomic_open, write_json
 from omnicap.tracking import WandbConfig, init_wandb
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(cfg.dirs) != 1:
         raise SystemExit(f"python -m eval geneval: give exactly one image folder, got {cfg.dirs or 'none'}")
     root = Path(cfg.dirs[0])
+    check_inputs([root], "image folder")
+    check_output_dir(root, "image folder (results are written into it)")
     summary = score_dir(cfg, root)
     (root / "geneval_config.yaml").write_text(dump(cfg))
     log_wandb(cfg, root, summary)

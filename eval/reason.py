@@ -29,6 +29,7 @@ from eval.answers import choice_letter, letters, matches, yes_no
 from eval.benchmarks import Question, accuracy, load_questions, mme_scores
 from eval.caption_sources import CaptionSource, gather, resolve_task
 from eval.llm import LLMConfig, build_llm
+from omnicap.cli import check_inputs, check_output_dir
 from omnicap.config import Config, dump, parse
 from omnicap.files import atomic_open, write_json
 from omnicap.tracking import WandbConfig, init_wandb
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse(ReasonConfig, argv, prog="python -m eval reason")
     if not cfg.data or not cfg.out:
         raise SystemExit("python -m eval reason: --data QUESTIONS and --out DIR are required")
+    check_inputs([cfg.data] + ([cfg.images_root] if cfg.images_root else []), "--data / --images_root")
+    check_output_dir(cfg.out, "--out")
     questions = load_questions(cfg.benchmark, cfg.data, cfg.images_root)
     if cfg.types is not None:
         questions = [q for q in questions if any(q.type == t or q.type.startswith(t + "/") for t in cfg.types)]

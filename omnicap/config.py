@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 class _Yaml12Loader(yaml.SafeLoader):
     """YAML as YAML 1.2 reads booleans: only true/false (any case). PyYAML's YAML 1.1 also turns yes/no/on/off into
-    booleans, so `mixed_precision: no` or `--train.mixed_precision=no` would arrive as False."""
+    booleans, so `mixed_precision: no` or `--mixed_precision=no` would arrive as False."""
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {

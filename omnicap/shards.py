@@ -14,6 +14,11 @@ key None, for writers that copy every member). `Sample.get("txt")` finds the mem
 extension ends in `.txt` (`v2.txt`); `Sample.image()` is the first member whose last extension part is in
 `IMAGE_EXTS`.
 
+Other entries. Directories, symlinks and hardlinks belong to no sample; `ReadReport.skipped_kinds` counts them by kind
+and `ReadReport.special` keeps their headers with their position (recaption's rewrite copies them in place). A member
+name that is not valid UTF-8 is kept as tarfile decodes it (surrogate-escaped) and counted in
+`ReadReport.non_utf8_names`.
+
 Truncation. Python's tarfile ends iteration silently when a tar stops at a member boundary or hits garbage. The reader
 records why the header read ended: only an end-of-archive zero block means the tar is complete. A tar that stops
 inside a member ends the samples there, with the members read so far kept. When img2dataset's `NAME_stats.json` lies
@@ -23,6 +28,7 @@ says what happened; `incomplete(report, url)` is the one handler (a warning nami
 
 from __future__ import annotations
 
+import copy
 import glob
 import json
 import logging
@@ -233,6 +239,14 @@ class ReadReport:
     members: int = 0
     skipped_members: int = 0
     """non-file entries (directories, links), not part of any sample"""
+    skipped_kinds: dict[str, int] = field(default_factory=dict)
+    """those entries by kind: directory, symlink, hardlink, other (readers ignore them; recaption's rewrite copies
+    them verbatim, in place)"""
+    special: list[tuple[int, tarfile.TarInfo]] = field(default_factory=list)
+    """(file members read before it, header) of each such entry, for writers that copy them"""
+    non_utf8_names: int = 0
+    """member names that are not valid UTF-8 (kept as Python reads them, surrogate-escaped; omnicap.files' JSON
+    escapes them, so such a shard is read like any other)"""
     keyless: int = 0
     """file members whose base name has no dot (no key: webdataset skips them)"""
     complete: bool = True
@@ -240,6 +254,19 @@ class ReadReport:
     """why the shard is incomplete (None when complete)"""
     expected: int | None = None
     """img2dataset's sample count for this shard, when known"""
+
+
+def _valid_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # tarfile decoded undecodable bytes to lone surrogates (surrogateescape)
+        return False
+
+
+def entry_kind(info: tarfile.TarInfo) -> str:
+    """directory, symlink, hardlink or other: how ReadReport.skipped_kinds counts a non-file entry."""
+    return "directory" if info.isdir() else "symlink" if info.issym() else "hardlink" if info.islnk() else "other"
 
 
 class _EndRecordingTarInfo(tarfile.TarInfo):
@@ -304,8 +331,13 @@ class ShardReader:
         try:
             tf = tarfile.open(fileobj=f, mode="r|*", tarinfo=_EndRecordingTarInfo)
             for info in tf:
+                if not _valid_utf8(info.name):
+                    r.non_utf8_names += 1
                 if not info.isfile():
                     r.skipped_members += 1
+                    kind = entry_kind(info)
+                    r.skipped_kinds[kind] = r.skipped_kinds.get(kind, 0) + 1
+                    r.special.append((r.members, copy.copy(info)))
                     continue
                 split = split_key(info.name)
                 wanted = self.select is None or (split is not None and self.select(split[1])) or (

@@ -4,5 +4,11 @@ VERBS = {
     "run": ("recaption.run", "caption webdataset shards (sidecar JSON or rewritten tars), resumable, many workers"),
 }
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The console script (pyproject [project.scripts]): the same verbs and `main(argv)` as `python -m recaption`."""
     dispatch("recaption", VERBS)
+
+
+if __name__ == "__main__":
+    cli()

@@ -51,6 +51,8 @@ class ShardResult:
     new_tokens: int = 0
     n_captions: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    samples: list[dict] = field(default_factory=list)
+    """one status record per sample, in shard order (written as NAME.samples.jsonl)"""
 
 
 @dataclass
@@ -68,12 +70,29 @@ class _ShardState:
     prompt_tokens: int = 0
     new_tokens: int = 0
     timings: Counter = field(default_factory=Counter)
+    failures: dict[int, list[dict]] = field(default_factory=dict)
+    """every error of every sample (the stats keep only MAX_EXAMPLES per class)"""
 
     def fail(self, index: int, error: str, detail: str) -> None:
+        self.failures.setdefault(index, []).append({"class": error, "message": detail[:1000]})
         self.errors[error] += 1
         examples = self.examples.setdefault(error, [])
         if len(examples) < MAX_EXAMPLES:
             examples.append({"key": self.keys.get(index, str(index)), "detail": detail[:300]})
+
+    def sample_records(self) -> list[dict]:
+        """{key, index, status, error_class, error_message, errors, caption_lengths} per sample: status ok (a caption
+        for every task type), partial (some), failed (none); error_class/message: the first error, errors: all."""
+        records = []
+        for index in sorted(self.keys):
+            caps, errs = self.captions.get(index, {}), self.failures.get(index, [])
+            status = "ok" if len(caps) == len(self.tasks) else "partial" if caps else "failed"
+            records.append({
+                "key": self.keys[index], "index": index, "status": status,
+                "error_class": errs[0]["class"] if errs else None, "error_message": errs[0]["message"] if errs else None,
+                "errors": errs, "caption_lengths": {t: len(caps[t]) for t in self.tasks if t in caps},
+            })  # fmt: skip
+        return records
 
     def result(self, read: ReadReport) -> ShardResult:
         captions = {}
@@ -86,6 +105,7 @@ class _ShardState:
             errors={name: self.errors.get(name, 0) for name in errors.SAMPLE_ERRORS}, examples=self.examples,
             read=read, prompt_tokens=self.prompt_tokens, new_tokens=self.new_tokens,
             n_captions=sum(len(c) for c in captions.values()), timings={k: round(v, 3) for k, v in self.timings.items()},
+            samples=self.sample_records(),
         )
 
 

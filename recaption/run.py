@@ -24,9 +24,11 @@ from pathlib import Path
 from captioner import models
 from captioner.media import fit_image
 from captioner.tasks import get_task
+from omnicap.cli import UserError, check_model, check_output_dir, explain
 from omnicap.config import ConfigError, dump, parse
 from omnicap.files import atomic_open, write_json
 from omnicap.shards import KEY_RULE, local_path
+from omnicap.signals import RaiseOnTerm, Stopped, stopped_exit
 from omnicap.tracking import init_wandb
 from recaption.config import ModelConfig, RecaptionConfig
 from recaption.decode import DecodePool, Limits
@@ -35,7 +37,7 @@ from recaption.engines import EngineBase, HFEngine, load_engine
 from recaption.errors import CAPTION_ERRORS, RecaptionError
 from recaption.fingerprint import check_compatible, job_fingerprint
 from recaption.leases import Heartbeat, Lease, new_token, try_claim
-from recaption.outputs import ShardPaths, load_stats, write_rewrite, write_sidecar, write_stats
+from recaption.outputs import ShardPaths, load_stats, write_rewrite, write_samples, write_sidecar, write_stats
 from recaption.progress import ProgressBar, format_summary, summarize
 from recaption.shards import check_unique_names, expand_inputs
 
@@ -88,13 +90,35 @@ def validate(cfg: RecaptionConfig) -> dict[str, str]:
         raise RecaptionError(f"task types repeat: {cfg.tasks}")
     if not cfg.suffix or any(c in cfg.suffix for c in "/\\ ") or cfg.suffix.startswith("."):
         raise RecaptionError(f"suffix {cfg.suffix!r} must be a plain name such as 'omnicap'")
+    if cfg.engine in ("hf", "vllm"):
+        check_model_source(cfg.model.path)
     shards = check_unique_names(expand_inputs(cfg.input))
     out = Path(cfg.output).resolve()
+    missing = []
     for name, url in shards.items():
         path = local_path(url)
         if cfg.mode == "rewrite" and path is not None and Path(path).resolve() == out / f"{name}.tar":
             raise RecaptionError(f"rewrite mode would overwrite its input {url}: choose another --output")
+        if path is not None and not Path(path).is_file():
+            missing.append(path)
+    if missing:  # before any model loads; nothing already captioned is touched
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise RecaptionError(f"{len(missing)} of {len(shards)} input shard(s) do not exist: "
+                             f"{', '.join(missing[:3])}{more}; fix --input")
+    try:
+        check_output_dir(out, "--output")
+    except UserError as e:
+        raise RecaptionError(str(e)) from None
     return shards
+
+
+def check_model_source(path: str) -> None:
+    from captioner.inference import TINY_SOURCES
+
+    try:
+        check_model(path, "--model.path", TINY_SOURCES)
+    except UserError as e:
+        raise RecaptionError(f"cannot load the captioner: {e}") from None
 
 
 @dataclass
@@ -138,9 +162,7 @@ class Worker:
 
     def run(self) -> WorkerReport:
         todo = [n for n in self.order() if not self.is_finished(n)]
-        finished = [s for n in self.shards if (s := load_stats(self.paths(n).stats))]
-        per_shard = sum(s.get("samples_in", 0) for s in finished) / len(finished) if finished else None
-        self.bar = ProgressBar(self.cfg.progress and self.dist.rank == 0, len(todo), self.dist.world, per_shard)
+        self.bar = ProgressBar(self.cfg.progress and self.dist.rank == 0, len(self.shards), len(self.shards) - len(todo))
         self.shard_captioner = ShardCaptioner(self.engine, self.cfg, self.pool, self.bar)
         self.heartbeat = Heartbeat(self.cfg.lease.heartbeat_s)
         try:
@@ -153,6 +175,7 @@ class Worker:
     def _loop(self) -> None:
         while True:
             todo = [n for n in self.order() if n not in self.report.failed and not self.is_finished(n)]
+            self.bar.job(sum(1 for n in self.shards if self.is_finished(n)))  # other workers' shards too
             if not todo:
                 return
             claimed = False
@@ -166,6 +189,10 @@ class Worker:
                 try:
                     if not self.is_finished(name):  # another worker may have finished it since the listing
                         self._caption(name, lease)
+                except Stopped:  # SIGTERM: nothing half-written stays; the lease is released just below
+                    self.paths(name).remove_partials()
+                    self._log(f"{name}: SIGTERM, partial output removed and lease released")
+                    raise
                 except Exception as e:  # noqa: BLE001 - a shard that cannot be read fails alone, the job goes on
                     self.report.failed[name] = f"{type(e).__name__}: {e}"
                     self._log(f"{name}: FAILED, {type(e).__name__}: {e}")
@@ -203,6 +230,7 @@ class Worker:
         if not lease.still_mine():
             self._log(f"{name}: lease lost to another worker; not publishing")
             return
+        write_samples(paths.samples, result.samples)  # per-sample status, before the stats that finish the shard
         stats = self._stats(name, url, result)
         write_stats(paths.stats, stats)
         self.report.captioned.append(name)
@@ -220,7 +248,8 @@ class Worker:
             "complete": r.read.complete, "problem": r.read.problem, "expected_samples": r.read.expected,
             "samples_in": r.samples_in, "captioned": r.captioned, "captions": r.n_captions,
             "skipped": sum(v for k, v in r.errors.items() if k not in CAPTION_ERRORS),
-            "errors": r.errors, "error_examples": r.examples,
+            "errors": r.errors, "error_examples": r.examples, "samples_file": self.paths(name).samples.name,
+            "skipped_members": dict(r.read.skipped_kinds), "non_utf8_names": r.read.non_utf8_names,
             "tokens": {"prompt": r.prompt_tokens, "new": r.new_tokens}, "timings": r.timings,
             "images_per_s": round(r.samples_in / total, 3) if total else None,
             "new_tokens_per_s": round(r.new_tokens / total, 2) if total else None,
@@ -230,7 +259,8 @@ class Worker:
 
     def _log(self, message: str) -> None:
         prefix = f"[rank {self.dist.rank}] " if self.dist.world > 1 else ""
-        self.bar.bar.write(f"recaption: {prefix}{message}", file=sys.stderr)
+        # one write per line (the newline included): the lines of workers sharing a pipe never splice mid-line
+        self.bar.bar.write(f"recaption: {prefix}{message}\n", file=sys.stderr, end="")
 
 
 def decode_pool(cfg: RecaptionConfig, min_pixels: int, max_pixels: int) -> DecodePool:
@@ -261,6 +291,9 @@ def run(cfg: RecaptionConfig, engine=None) -> int:
     start = time.perf_counter()
     shards = validate(cfg)
     dist = dist_from_env()
+    device = pick_device(cfg.model, dist) if cfg.engine == "hf" else cfg.engine
+    print(f"recaption: rank {dist.rank} of world size {dist.world} (local rank {dist.local_rank}), device {device}, "
+          f"{len(shards)} shards", file=sys.stderr, flush=True)  # fmt: skip
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     owned = engine is None
@@ -306,7 +339,12 @@ def _run(cfg: RecaptionConfig, engine: EngineBase, shards: dict[str, str], dist:
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse(RecaptionConfig, argv, prog=PROG)
-        return run(cfg)
+        with RaiseOnTerm():  # SIGTERM unwinds the worker: leases released, partial output removed
+            return run(cfg)
+    except Stopped:
+        print(f"{PROG}: stopped by SIGTERM; finished shards are kept, rerun the same command to continue",
+              file=sys.stderr)
+        return stopped_exit()
     except (RecaptionError, ConfigError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {explain(e)}", file=sys.stderr)
         return 2

@@ -7,5 +7,11 @@ VERBS = {
     "autoencoder": ("t2i.autoencoder", "train a small DC-AE / KL autoencoder on shards (the toy world's) and save it"),
 }
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The console script (pyproject [project.scripts]): the same verbs and `main(argv)` as `python -m t2i`."""
     dispatch("t2i", VERBS)
+
+
+if __name__ == "__main__":
+    cli()

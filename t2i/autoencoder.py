@@ -13,13 +13,13 @@ from __future__ import annotations
 import io
 import json
 import time
-from pathlib import Path
 from typing import Literal
 
 import torch
 from PIL import Image
 from pydantic import field_validator
 
+from omnicap.cli import check_output_dir
 from omnicap.config import Config, parse
 from omnicap.shards import image_only, read_samples
 from omnicap.tracking import WandbConfig, log_metrics
@@ -101,7 +101,8 @@ def latent_scale(vae, images: torch.Tensor) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(AutoencoderConfig, argv, prog="python -m t2i autoencoder")
-    out = Path(cfg.out)
+    expand_shards(cfg.shards)  # missing shards: one line before any work
+    out = check_output_dir(cfg.out, "--out")
     if (out / "config.json").is_file() and not cfg.force:
         print(f"{out} already holds an autoencoder; --force retrains")
         return 0

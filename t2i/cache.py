@@ -3,10 +3,15 @@
     python -m t2i cache --config configs/t2i/toy.yaml [--data.shards ...]      # writes the files
     python -m t2i train --config configs/t2i/toy.yaml --data.use_cache=true     # reads them
 
-File: `NAME.t2icache-<fingerprint>.pt` next to shard NAME.tar (or in data.cache_dir), a dict
+File: `NAME.t2icache-<fingerprint>.safetensors` next to shard NAME.tar (or in data.cache_dir). Safetensors holds only
+tensors and strings, so a cache file received from someone else cannot run code when read (a pickle could). Read back
+(`read_table`) it is the dict
     "__meta__": {fingerprint, max_length, resolution}, "__null__": null-caption states,
     key: {"latent": [C, h, w] scaled latent, "texts": caption or {style: caption},
-          "states": {style: {"pos": [n] token positions, "states": [n, D]}}}
+          "states": {style: {"pos": [n] token positions, "states": [n, D]}}, "fallback": True when the caption came
+          from data.caption.fallback (absent otherwise)}
+stored flat: tensors `null/pos`, `null/states`, `<i>/latent`, `<i>/<j>/pos`, `<i>/<j>/states` (sample i, style j) and
+the metadata strings "meta" and "index" (JSON: per sample its key, texts, style names and fallback flag, in order).
 Only real (unmasked) token states are stored; at read time they are placed at their positions in a zero [L, D]
 tensor with the matching mask, which the transformer sees exactly as the live encoder's output (padded positions are
 masked out; see t2i.text). The fingerprint covers everything that changes the contents: arch, autoencoder, text
@@ -20,20 +25,22 @@ import hashlib
 import io
 import json
 import time
+from pathlib import Path
 
 import torch
 from PIL import Image
+from safetensors.torch import save
 
 from omnicap.config import parse
 from omnicap.files import atomic_open
 from omnicap.shards import read_samples
-from t2i.cachefile import CacheReader, cache_path, full_states
+from t2i.cachefile import CacheReader, cache_path, full_states, read_table
 from t2i.captions import Captions, CaptionSourceError, captions_of
-from t2i.config import TrainConfig
+from t2i.config import TrainConfig, preflight
 from t2i.data import Sidecars, expand_shards, image_bytes, to_tensor
 from t2i.parts import build_parts, encode_latents
 
-__all__ = ["CacheReader", "cache_path", "full_states"]  # the read side lives in t2i.cachefile
+__all__ = ["CacheReader", "cache_path", "full_states", "read_table"]  # the read side lives in t2i.cachefile
 
 
 def fingerprint(cfg: TrainConfig) -> str:
@@ -47,6 +54,22 @@ def fingerprint(cfg: TrainConfig) -> str:
     if d.caption.fallback.source != "none":  # only then: caches written before fallbacks existed stay valid
         key["caption"]["fallback"] = d.caption.fallback.model_dump()
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def write_table(table: dict, path: str | Path) -> None:
+    """The dict `build_cache` returns, as a safetensors file (complete or absent); read back by `read_table`."""
+    tensors = {"null/pos": table["__null__"]["pos"], "null/states": table["__null__"]["states"]}
+    index = []
+    for i, (key, entry) in enumerate((k, v) for k, v in table.items() if k not in ("__meta__", "__null__")):
+        tensors[f"{i}/latent"] = entry["latent"]
+        for j, states in enumerate(entry["states"].values()):
+            tensors[f"{i}/{j}/pos"], tensors[f"{i}/{j}/states"] = states["pos"], states["states"]
+        index.append({"key": key, "texts": entry["texts"], "styles": list(entry["states"])}
+                     | ({"fallback": True} if entry.get("fallback") else {}))  # caption from data.caption.fallback
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    meta = {"meta": json.dumps(table["__meta__"]), "index": json.dumps(index, ensure_ascii=False)}
+    with atomic_open(path, "wb") as f:
+        f.write(save(tensors, metadata=meta))
 
 
 def _real_states(states) -> list[dict]:
@@ -108,8 +131,7 @@ def write_cache(cfg: TrainConfig, parts=None) -> tuple[int, float]:
         if path.is_file():
             continue
         table = build_cache(parts, cfg, shard)
-        with atomic_open(path, "wb") as f:
-            torch.save(table, f)
+        write_table(table, path)
         done += 1
         print(f"{path}: {len(table) - 2} samples", flush=True)
     return done, time.perf_counter() - t0
@@ -117,6 +139,7 @@ def write_cache(cfg: TrainConfig, parts=None) -> tuple[int, float]:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(TrainConfig, argv, prog="python -m t2i cache")
+    preflight(cfg)
     done, seconds = write_cache(cfg)
     print(f"cache {fingerprint(cfg)}: {done} shard(s) written in {seconds:.1f} s")
     return 0

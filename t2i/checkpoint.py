@@ -1,7 +1,8 @@
 """Checkpoints: `out/checkpoints/step_00000100/` holds accelerate's state (model, optimizer, RNG of every process) plus
 `train_state_rank{r}.pt` per rank (step, lr schedule, noise generator, data-stream position, EMA). A checkpoint is
 written under a `.tmp` name and renamed when complete, so a crash mid-write leaves the previous one intact; folders and
-rotation: omnicap.checkpoints (shared with the captioner trainer).
+rotation: omnicap.checkpoints (shared with the captioner trainer). Every file is read weights-only
+(`omnicap.safeload`; accelerate does the same for its own): a checkpoint from elsewhere cannot run code when resumed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from omnicap import checkpoints as shared
+from omnicap.safeload import load_state
 from t2i.data import StreamState
 from t2i.step import Trainer
 
@@ -60,7 +62,7 @@ def stream_states(path: str | Path) -> list[StreamState]:
     """The data-stream position of every rank saved in a checkpoint."""
     states = []
     for f in sorted(Path(path).glob("train_state_rank*.pt")):
-        state = torch.load(f, map_location="cpu", weights_only=False, mmap=True)  # tensors (EMA) mapped, not read
+        state = load_state(f, mmap=True)  # tensors (EMA) mapped, not read
         states.append(StreamState.from_dict(state["stream"]))
     return states
 
@@ -73,7 +75,7 @@ def load(tr: Trainer, path: str | Path) -> StreamState:
     acc.load_state(str(path))
     if not own.is_file():  # resumed with more ranks than saved: fall back to rank 0's counters, data starts anew
         own = path / "train_state_rank0.pt"
-    state = torch.load(own, map_location="cpu", weights_only=False)
+    state = load_state(own)
     tr.step, tr.samples_seen = state["step"], state["samples_seen"]
     tr.scheduler.load_state_dict(state["scheduler"])
     tr.generator.set_state(state["generator"])

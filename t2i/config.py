@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from omnicap.cli import check_output_dir
 from omnicap.config import Config
 from omnicap.tracking import WandbConfig
-from t2i.data import DataConfig
+from t2i.data import DataConfig, expand_shards
 from t2i.lora import LoraConfig
-from t2i.models import PartConfig
+from t2i.models import PartConfig, check_sources
 
 
 class ModelConfig(Config):
@@ -130,3 +131,12 @@ class TrainConfig(Config):
     log_every: int = 10
     """steps between log lines / metrics.jsonl rows / wandb points"""
     wandb: WandbConfig = WandbConfig()
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Model sources, shards and the output folder checked before any model loads (one-line errors, omnicap.cli);
+    `t2i train` and `t2i cache` run it first."""
+    check_sources(cfg.model)
+    if cfg.data.shards:
+        expand_shards(cfg.data.shards)
+    check_output_dir(cfg.out, "--out")

@@ -1,5 +1,8 @@
 """Training metrics: averaged over a window of steps, printed, appended to out/metrics.jsonl, sent to wandb.
 
+One row per step: a run resumed from step N first drops the rows after N (written after the checkpoint it resumes
+from, and about to be written again), so `metrics.jsonl` never holds a step twice.
+
 Row: step, loss, loss by σ' bin (loss_t0.00-0.25 ...), lr, grad_norm, images/s (per device and total), samples seen,
 bad samples, captions taken from data.caption.fallback (this device's, in the window), MFU (training FLOPs per image from `t2i.throughput` × images/s per device / device peak; None on CPU).
 """
@@ -11,17 +14,24 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from omnicap.files import atomic_open
+from omnicap.progress import Clock
 from t2i.throughput import mfu
 
 
 class Logbook:
     def __init__(
         self, out: str | Path, world_size: int, run=None, enabled: bool = True,
-        flops_per_image: float = 0.0, peak_flops: float | None = None,
+        flops_per_image: float = 0.0, peak_flops: float | None = None, start_step: int = 0,
+        total_steps: int | None = None,
     ):  # fmt: skip
         self.path = Path(out) / "metrics.jsonl"
         self.world_size, self.run, self.enabled = world_size, run, enabled
         self.flops_per_image, self.peak_flops = flops_per_image, peak_flops
+        self.clock = Clock(total_steps, start_step)  # rate and ETA of the printed line
+        self.total_steps = total_steps
+        if enabled:
+            keep_rows_up_to(self.path, start_step)
         self._reset()
 
     def _reset(self) -> None:
@@ -67,10 +77,32 @@ class Logbook:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
+            of = f"/{self.total_steps}" if self.total_steps else ""
             fallbacks = f", {self.fallbacks} fallback captions" if self.fallbacks else ""
-            print(f"step {step}: loss {row['loss']:.4f} lr {lr:.2e} {row['images_per_s']:.1f} img/s{fallbacks}",
-                  flush=True)
+            print(f"step {step}{of}: loss {row['loss']:.4f} lr {lr:.2e} {row['images_per_s']:.1f} img/s{fallbacks} "
+                  f"{self.clock.line(step)}", flush=True)  # fmt: skip
             if self.run is not None:
                 self.run.log(row, step=step)
         self._reset()
         return row
+
+
+def keep_rows_up_to(path: Path, step: int) -> int:
+    """Drops the rows of `path` with a step above `step` (a torn last line too); returns how many were dropped."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if isinstance(row, dict) and row.get("step", 0) <= step:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        with atomic_open(path, "w") as f:
+            f.write("".join(x + "\n" for x in kept))
+    return dropped

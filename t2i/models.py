@@ -29,6 +29,7 @@ import torch
 from diffusers import AutoencoderDC, AutoencoderKL, PixArtTransformer2DModel, SanaTransformer2DModel
 from transformers import AutoConfig, Gemma2Config, Gemma2Model, PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
+from omnicap.cli import check_model
 from omnicap.config import Config
 from t2i.text import SANA_CHI
 from t2i.vocabulary import WORDS
@@ -326,3 +327,13 @@ def build_part(kind: Kind, part: PartConfig, dtype: torch.dtype | None = None, *
     else:
         return load_part(kind, part.source, part.subfolder, dtype)
     return model.to(dtype) if dtype is not None else model
+
+
+def check_sources(model_cfg) -> None:
+    """Every part's source (t2i.config.ModelConfig) is 'tiny', or a folder / hub id that can be read (offline: cached);
+    raises omnicap.cli.UserError naming the setting. Run before any part loads."""
+    for name in ("transformer", "vae", "text_encoder", "tokenizer"):
+        source = getattr(model_cfg, name).source
+        if source.startswith(SCRATCH):
+            source = source[len(SCRATCH) :]
+        check_model(source, f"--model.{name}.source", file_ok=source.endswith(".json"))

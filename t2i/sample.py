@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from omnicap.cli import check_inputs, check_model, check_output_dir
 from omnicap.config import Config, parse
 from omnicap.files import atomic_open
 from omnicap.tracking import WandbConfig, log_metrics
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse(SampleConfig, argv, prog="python -m t2i sample")
     if not cfg.model or not cfg.prompts:
         raise SystemExit("python -m t2i sample: --model and --prompts are required (see --help)")
+    check_inputs([cfg.prompts], "--prompts")
+    check_model(cfg.model, "--model")
+    check_output_dir(cfg.out, "--out")
     prompts = read_prompts(cfg.prompts)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

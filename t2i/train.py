@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -20,12 +19,15 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from omnicap.cli import run_main
 from omnicap.config import dump, parse
+from omnicap.launch import announce, prepare_cpu_multiprocess
+from omnicap.signals import StopFlag, stopped_exit
 from omnicap.tracking import init_wandb
 from t2i import checkpoint
 from t2i.attention import require_xformers, use_xformers
 from t2i.cache import fingerprint as cache_fingerprint
-from t2i.config import TrainConfig
+from t2i.config import TrainConfig, preflight
 from t2i.data import ShardStream, StreamState, make_loader, num_roles, restart_epoch
 from t2i.ema import EMA
 from t2i.logbook import Logbook
@@ -38,24 +40,6 @@ from t2i.throughput import flops_per_image, peak_flops
 from t2i.validate import export, pipeline_of, validation_grid
 
 DTYPES = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class StopFlag:
-    """Set by SIGTERM: every rank writes its part of a checkpoint and the run exits at the next step boundary."""
-
-    def __init__(self):
-        self.raised = False
-        self.previous = signal.signal(signal.SIGTERM, self._set)
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self.previous)
-
-    def _set(self, signum, frame):
-        self.raised = True
-
-    def agreed(self, acc: Accelerator) -> bool:
-        flag = torch.tensor([float(self.raised)], device=acc.device)
-        return bool(acc.reduce(flag, "max").item() > 0) if acc.num_processes > 1 else self.raised
 
 
 def render_and_export(tr: Trainer, cfg: TrainConfig, step_dir: str, export_to: Path | None):
@@ -185,8 +169,11 @@ def save_checkpoint(tr: Trainer, cfg: TrainConfig, position: StreamState) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(TrainConfig, argv, prog="python -m t2i train")
+    preflight(cfg)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    prepare_cpu_multiprocess()  # torchrun on CPU: one process group, not N lone rank-0 jobs (omnicap.launch)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    announce(acc, "t2i train", "t2i/train.py")
     out = Path(cfg.out)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -202,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     flops = flops_per_image(tr.parts, cfg.data.resolution, cfg.model.max_length, cfg.model.gradient_checkpointing)
     device_name = torch.cuda.get_device_name(acc.device) if acc.device.type == "cuda" else None
     peak = peak_flops(device_name, cfg.peak_tflops)
-    book = Logbook(out, acc.num_processes, run, acc.is_main_process, flops, peak)
+    book = Logbook(out, acc.num_processes, run, acc.is_main_process, flops, peak, start_step=tr.step,
+                   total_steps=cfg.steps)
 
     finished = train_loop(tr, cfg, stream, book, run)
     if finished and acc.is_main_process:
@@ -212,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     acc.end_training()
     if run is not None:
         run.finish()
-    return 0 if finished else 143
+    return 0 if finished else stopped_exit()  # 143 unless OMNICAP_SIGTERM_EXIT (omnicap.signals)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # accelerate launch t2i/train.py ...
+    sys.exit(run_main("t2i/train.py", main))

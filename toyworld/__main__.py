@@ -7,5 +7,11 @@ VERBS = {
     "corrupt": ("toyworld.corrupt", "write sidecars of ground-truth captions with a share of attributes wrong"),
 }
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The console script (pyproject [project.scripts]): the same verbs and `main(argv)` as `python -m toyworld`."""
     dispatch("toyworld", VERBS)
+
+
+if __name__ == "__main__":
+    cli()

@@ -168,6 +168,25 @@ def test_keyless_members_are_left_out_unless_asked(tmp_path):
     assert [s.key for s in ShardReader(str(path), keyless=True)] == [None, "a", None]
 
 
+def test_links_directories_and_non_utf8_names_are_counted_and_kept_in_place(tmp_path):
+    not_utf8 = b"caf\xe9".decode("utf-8", "surrogateescape")  # how tarfile reads the Latin-1 bytes of "café"
+    path = tmp_path / "odd.tar"
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape") as tf:
+        for name, kind, link in [("imgs", tarfile.DIRTYPE, ""), ("a.png", tarfile.REGTYPE, ""),
+                                 ("b.png", tarfile.SYMTYPE, "a.png"), (f"{not_utf8}.png", tarfile.REGTYPE, ""),
+                                 ("c.png", tarfile.LNKTYPE, "a.png")]:  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, link
+            data = png() if kind == tarfile.REGTYPE else b""
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data) if data else None)
+    reader = ShardReader(str(path))
+    assert [s.key for s in reader] == ["a", not_utf8]
+    r = reader.report
+    assert r.complete and r.skipped_kinds == {"directory": 1, "symlink": 1, "hardlink": 1} and r.non_utf8_names == 1
+    assert [(n, info.name) for n, info in r.special] == [(0, "imgs"), (1, "b.png"), (2, "c.png")]
+
+
 def test_tables_keyed_by_the_older_rule_are_rekeyed(caplog):
     new = {"000000001": {"short": "a"}, "dir.v1/b": {"short": "b"}}
     assert rekey(new, "x") is new

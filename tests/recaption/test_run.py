@@ -120,12 +120,21 @@ def test_unknown_task_and_missing_output_are_clear_errors(tmp_path, capsys):
     assert "cannot load the captioner" in capsys.readouterr().err
 
 
-def test_missing_shard_fails_alone(tmp_path, shards, lively_model, capsys):
+def test_missing_local_shard_is_named_before_the_model_loads(tmp_path, shards, capsys, monkeypatch):
+    """A local shard that does not exist stops the job with one line naming it, before any model loads (it used to
+    load the model, ~17 s, and fail the shard afterwards)."""
+    import recaption.run as run_module
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(run_module, "make_engine", no_model)
     shards.good_shard(tmp_path / "in" / "00000.tar", 2)
     out = tmp_path / "out"
-    assert main(args(tmp_path / "in/{00000..00001}.tar", out, lively_model)) == 1
-    assert (out / "00000.stats.json").exists() and not (out / "00001.stats.json").exists()
-    assert "00001" in capsys.readouterr().err
+    assert main(["--input", str(tmp_path / "in/{00000..00001}.tar"), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 2 input shard(s) do not exist" in err and "00001.tar" in err and len(err.strip().splitlines()) == 1
+    assert not (out / "00000.stats.json").exists()
 
 
 @pytest.mark.parametrize("env", [{"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"},

@@ -43,7 +43,7 @@ def test_demo_smoke_scale_completes_with_a_well_formed_report(tmp_path):
                 folder = root / f"seed{k}" / "eval" / arm / (g or "")
                 assert set(tags) <= set(json.loads((folder / "summary.json").read_text())["tags"])
         if not arm.startswith("render"):  # every arm trained on its embedding cache
-            assert list((root / "seed0" / "t2i" / arm / "cache").glob("*.t2icache-*.pt"))
+            assert list((root / "seed0" / "t2i" / arm / "cache").glob("*.t2icache-*.safetensors"))
     for arm in arms:  # guidance sweep rows and training-caption accuracy rows
         assert re.search(rf"^\| {arm} \| {CELL} \| {CELL} \|$", report, re.M), arm  # guidance 1 and 4.5
         assert re.search(rf"^\| {arm}: .* \| \d+ \| \d\.\d{{3}} \|", report, re.M), arm

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from omnicap.config import load
-from t2i import cache, step, train
+from t2i import cache, cachefile, step, train
 from t2i.config import TrainConfig
 from t2i.data import ShardStream, make_loader
 from t2i.parts import build_parts, encode_latents, predict
@@ -31,7 +31,7 @@ def test_cache_hits_equal_live_encoding_and_skip_encoders(tmp_path, shards, monk
     assert cache.main([*base, "--out", str(tmp_path / "c")]) == 0
     cfg = load(TrainConfig, [DEBUG], {"data.synthetic": 0, "data.shards": [shards[-1]]})
     fp = cache.fingerprint(cfg)
-    assert len(list((tmp_path / "shards").glob(f"*.t2icache-{fp}.pt"))) == 2
+    assert len(list((tmp_path / "shards").glob(f"*.t2icache-{fp}.safetensors"))) == 2
 
     parts = build_parts(cfg.model, seed=cfg.seed)
     live = next(iter(make_loader(ShardStream(cfg.data))))
@@ -58,9 +58,7 @@ def test_cache_hits_equal_live_encoding_and_skip_encoders(tmp_path, shards, monk
 def test_missing_cache_is_a_clear_error(tmp_path, shards):
     cfg = load(TrainConfig, [DEBUG], {"data.synthetic": 0, "data.shards": [shards[-1]]})
     with pytest.raises(FileNotFoundError, match="python -m t2i cache"):
-        from t2i.cache import CacheReader
-
-        CacheReader("0123456789ab", None).get(str(tmp_path / "shards" / "00000.tar"))
+        cachefile.CacheReader("0123456789ab", None).get(str(tmp_path / "shards" / "00000.tar"))
     assert cfg.data.use_cache is False
 
 
@@ -72,8 +70,8 @@ def test_each_cache_file_loads_once_per_pass_although_the_shuffle_buffer_mixes_s
             "--data.shuffle_buffer", "6"]  # fmt: skip
     assert cache.main(argv) == 0
     cfg = load(TrainConfig, [DEBUG], {"data.synthetic": 0, "data.shards": [argv[5]], "data.shuffle_buffer": 6})
-    loads, real_load = [], torch.load
-    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(Path(f).name) or real_load(f, *a, **k))
+    loads, real_read = [], cachefile.read_table
+    monkeypatch.setattr(cachefile, "read_table", lambda f: loads.append(Path(f).name) or real_read(f))
     batches = iter(make_loader(ShardStream(cfg.data, cache_fingerprint=cache.fingerprint(cfg))))
     keys = [k for _ in range(3) for k in next(batches).keys]  # 12 samples out, 18 read: 4 shards + 1 of epoch 1
     assert len(set(keys)) == 12 and len(loads) == 5, loads

@@ -27,7 +27,7 @@ def _metrics(out: Path) -> list[dict]:
 
 
 def _rank_state(out: Path, rank: int) -> dict:
-    return torch.load(checkpoint.latest(out) / f"train_state_rank{rank}.pt", weights_only=False)
+    return torch.load(checkpoint.latest(out) / f"train_state_rank{rank}.pt", weights_only=True)
 
 
 def test_accelerate_launch_debug_and_export_loads_in_diffusers(tmp_path):
@@ -162,7 +162,7 @@ def test_resume_with_another_world_size_restarts_every_rank_after_the_latest_sav
     process: its streams restart at epoch 6, the epoch after the latest of any saved rank, not of its own file alone."""
     assert _run(tmp_path, "--steps", "2") == 0
     last = checkpoint.latest(tmp_path)
-    state = torch.load(last / "train_state_rank0.pt", weights_only=False)
+    state = torch.load(last / "train_state_rank0.pt", weights_only=True)
     for rank, epoch in ((0, 0), (1, 5)):
         state["stream"].update(world_size=2, epochs={"0": epoch})
         torch.save(state, last / f"train_state_rank{rank}.pt")
