@@ -15,6 +15,7 @@ Measured on the toy (README, "What we measured"): every toy transformer rounds a
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import sys
@@ -111,8 +112,8 @@ def diagnose(pipe, x: torch.Tensor, captions: list[str], cfg: DiagnoseConfig) ->
                 rows.append(vae.decode((x_t - s * v) / sf).sample.clamp(-1, 1))
         losses.append(SigmaLoss(s, loss["own"], loss["other"], loss["empty"]))
     kw = dict(height=cfg.size, width=cfg.size, num_inference_steps=cfg.steps, output_type="pt")
-    if "use_resolution_binning" in type(pipe).__call__.__code__.co_varnames:
-        kw["use_resolution_binning"] = False
+    if "use_resolution_binning" in inspect.signature(pipe.__call__).parameters:
+        kw["use_resolution_binning"] = False  # SANA/PixArt would snap the size to their 512/1024 px tables
     seeds = lambda: [torch.Generator().manual_seed(cfg.seed + i) for i in range(len(captions))]  # noqa: E731
     for g in cfg.guidance:
         rows.append(pipe(prompt=captions, guidance_scale=g, generator=seeds(), **kw).images * 2 - 1)
