@@ -69,9 +69,10 @@ def captioners(run: Path):
     import torch
     from safetensors.torch import load_file
 
+    from captioner.config import TrainConfig
     from captioner.inference import Captioner
+    from captioner.models import build_model
     from captioner.processor import set_pixel_bounds
-    from captioner.train import TrainConfig, build_model
 
     cfg = load(TrainConfig, [run / "config.yaml"])
 

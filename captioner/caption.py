@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from captioner.inference import PUBLISHED_SAMPLING, TINY_SOURCES, Captioner
 from captioner.media import VIDEO_SUFFIXES, MediaError, is_video, load_image, load_video
 from captioner.tasks import TaskSpec, get_task, with_extra
 from omnicap.cli import check_inputs, check_model, check_output_file
@@ -83,8 +84,6 @@ def load_media(path: Path, cfg: CaptionConfig):
 
 
 def run(cfg: CaptionConfig) -> int:
-    from captioner.inference import PUBLISHED_SAMPLING, Captioner
-
     tasks = with_extra(cfg.tasks)
     task_types = [cfg.task] if isinstance(cfg.task, str) else list(cfg.task)
     for name in task_types:
@@ -149,8 +148,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def preflight(cfg: CaptionConfig) -> None:
     """Inputs, model and output checked before the model loads (one-line errors, omnicap.cli)."""
-    from captioner.inference import TINY_SOURCES
-
     check_inputs(cfg.paths, "paths")
     check_model(cfg.model, "--model", TINY_SOURCES)
     check_output_file(cfg.out, "--out")

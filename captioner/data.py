@@ -86,7 +86,9 @@ class DataConfig(Config):
     """frames per second sampled from videos"""
     video_max_frames: int = 16
     """at most this many frames per video"""
-    workers: int = 0
+    batch_size: int = 1
+    """samples per device per micro-batch"""
+    num_workers: int = 0
     """DataLoader worker processes"""
 
 

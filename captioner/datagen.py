@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
 from PIL import Image
 
 from captioner.data import shard_paths
 from captioner.media import MediaError, load_image
+from captioner.models import load_chat_lm, load_chat_vlm, pick_device
 from captioner.tasks import get_task
 from omnicap.cli import check_inputs, check_model, check_output_file
 from omnicap.config import Config, parse
@@ -204,86 +206,35 @@ class LocalVLM:
     """Any transformers image-text-to-text model with a chat template ("tiny": the tiny random Qwen2-VL)."""
 
     def __init__(self, cfg: StepConfig):
-        import torch
-
-        from captioner.inference import pick_device
-
         self.device = pick_device(cfg.device)
-        if cfg.model == "tiny":
-            from captioner.models import load_processor, tiny_qwen2vl
-
-            self.model, self.processor = tiny_qwen2vl(seed=0), load_processor()
-        else:
-            from transformers import AutoModelForImageTextToText, AutoProcessor
-
-            self.model = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype="auto")
-            self.processor = AutoProcessor.from_pretrained(cfg.model)
+        self.model, self.processor = load_chat_vlm(cfg.model)
         self.model.to(self.device).eval()
         self.cfg = cfg
-        self.torch = torch
 
     def __call__(self, image: Image.Image, prompt: str) -> str:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         batch = self.processor(text=[text], images=[image], return_tensors="pt").to(self.device)
-        return _generate(self.model, self.processor.tokenizer, batch, self.cfg, self.torch)
+        return _generate(self.model, self.processor.tokenizer, batch, self.cfg)
 
 
 class LocalLLM:
     """Any transformers causal LM with a chat template ("tiny": a tiny random Qwen2 LM with the real tokenizer)."""
 
     def __init__(self, cfg: StepConfig):
-        import torch
-
-        from captioner.inference import pick_device
-
         self.device = pick_device(cfg.device)
-        if cfg.model == "tiny":
-            from captioner.models import load_processor
-
-            self.tokenizer = load_processor().tokenizer
-            self.model = tiny_qwen2_lm(seed=0)
-        else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            self.model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype="auto")
-            self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        self.model, self.tokenizer = load_chat_lm(cfg.model)
         self.model.to(self.device).eval()
         self.cfg = cfg
-        self.torch = torch
 
     def __call__(self, prompt: str) -> str:
         messages = [{"role": "user", "content": prompt}]
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         batch = self.tokenizer([text], return_tensors="pt").to(self.device)
-        return _generate(self.model, self.tokenizer, batch, self.cfg, self.torch)
+        return _generate(self.model, self.tokenizer, batch, self.cfg)
 
 
-def tiny_qwen2_lm(seed: int = 0):
-    """A tiny random Qwen2ForCausalLM sharing the real Qwen2 vocabulary (for tests and offline runs)."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from captioner.models import VOCAB_SIZE
-
-    config = Qwen2Config(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-        bos_token_id=151643,
-        eos_token_id=151645,
-        pad_token_id=151643,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return Qwen2ForCausalLM(config)
-
-
-def _generate(model, tokenizer, batch, cfg: StepConfig, torch) -> str:
+def _generate(model, tokenizer, batch, cfg: StepConfig) -> str:
     sampling = {"do_sample": True, "temperature": cfg.temperature} if cfg.temperature > 0 else {"do_sample": False}
     with torch.inference_mode():
         out = model.generate(

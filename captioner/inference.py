@@ -21,7 +21,15 @@ import torch
 from PIL import Image
 
 from captioner.media import GRID, MAX_PIXELS, MIN_PIXELS, fit_image, is_fitted  # noqa: F401  (fit_image: contract)
-from captioner.models import family_of, load_processor, tiny_qwen2_5vl, tiny_qwen2vl
+from captioner.models import (  # noqa: F401  (pick_device, pick_dtype: also imported from here)
+    family_of,
+    load_pretrained,
+    load_processor,
+    pick_device,
+    pick_dtype,
+    tiny_qwen2_5vl,
+    tiny_qwen2vl,
+)
 from captioner.tasks import TASKS, Task, get_task, load_saved_tasks, merge_saved
 
 PUBLISHED_SAMPLING = dict(do_sample=True, temperature=0.2, top_p=0.8, top_k=10, repetition_penalty=1.2)
@@ -41,33 +49,6 @@ class CaptionResult:
     """generated tokens, the stop token included"""
     finish_reason: str
     """"stop" (the model ended the caption) or "length" (max_new_tokens reached)"""
-
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """None/"auto": bf16 on a GPU that supports it, else float32."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    names = {
-        "bf16": torch.bfloat16,
-        "bfloat16": torch.bfloat16,
-        "fp16": torch.float16,
-        "float16": torch.float16,
-        "fp32": torch.float32,
-        "float32": torch.float32,
-    }
-    if dtype not in names:
-        raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(names)}")
-    return names[dtype]
 
 
 def _hash_file(path: Path, memo_dir: Path) -> str:
@@ -97,18 +78,6 @@ def hash_weights(model: torch.nn.Module) -> str:
         h.update(name.encode())
         h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-def _model_class(config):
-    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
-
-    return {"qwen2_vl": Qwen2VLForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration}[
-        family_of(config)
-    ]
-
-
-def _has_processor(folder: Path) -> bool:
-    return (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()
 
 
 class Captioner:
@@ -159,7 +128,8 @@ class Captioner:
             processor = load_processor(family_of(model))
             weights_id = f"{name}:seed0:{hash_weights(model)}"
         else:
-            model, processor, weights_id = _load_pretrained(name, dtype, revision)
+            model, processor, config = load_pretrained(name, dtype, revision)
+            weights_id = weights_id_of(name, config, revision)
             saved = load_saved_tasks(_local_folder(name, revision))  # the prompts it was trained with
             tasks = merge_saved(saved, tasks) if saved else tasks
         model = model.to(device=device, dtype=dtype)
@@ -350,22 +320,3 @@ def _local_folder(name: str, revision: str | None) -> Path | None:
         return Path(found).parent if isinstance(found, str) else None
     except Exception:  # noqa: BLE001 - no cache: no saved prompts
         return None
-
-
-def _load_pretrained(name: str, dtype: torch.dtype, revision: str | None):
-    """Model, processor and weights id from a local Hugging Face folder or a hub id."""
-    from transformers import AutoConfig, AutoProcessor
-
-    folder = Path(name)
-    if folder.exists() and not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}: not a model folder (no config.json)")
-    try:
-        config = AutoConfig.from_pretrained(name, revision=revision)
-    except OSError as e:
-        raise FileNotFoundError(f"{name}: neither a model folder nor a reachable hub id ({e})") from None
-    model = _model_class(config).from_pretrained(name, revision=revision, dtype=dtype)
-    if folder.is_dir():
-        processor = AutoProcessor.from_pretrained(name) if _has_processor(folder) else load_processor(family_of(config))
-    else:
-        processor = AutoProcessor.from_pretrained(name, revision=revision)
-    return model, processor, weights_id_of(name, config, revision)

@@ -5,6 +5,11 @@
     model = qwen2vl_from_config("path/to/config.json", meta=False)    # allocated, randomly initialised
     processor = load_processor()                       # the real Qwen2-VL tokenizer + image processor, offline
 
+Loading and building (the only place): `pick_device` / `pick_dtype` / `training_precision` choose where and in what
+precision a model runs; `load_pretrained` reads a captioner folder or hub id (inference, recaption), `build_model` the
+starting weights of training (captioner.config.ModelConfig), `load_chat_vlm` / `load_chat_lm` any chat model for
+datagen and eval (or "tiny").
+
 Tiny models keep the real vocabulary size (151,936, the published Qwen2-VL/Qwen2.5-VL embedding size, which covers
 every special token) so that they share the real tokenizer; everything else is shrunk by `TinySize`. `TinySize.vocab
 = "toy"` swaps in the compact toy-world vocabulary (same special tokens and chat template, ~1k ids) for CPU toys.
@@ -12,6 +17,7 @@ every special token) so that they share the real tokenizer; everything else is s
 
 from __future__ import annotations
 
+import json
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal
@@ -174,8 +180,6 @@ def load_config(path_or_id: str | Path):
 
     path = Path(path_or_id)
     if path.suffix == ".json" and path.is_file():
-        import json
-
         from transformers import CONFIG_MAPPING
 
         model_type = json.loads(path.read_text()).get("model_type")
@@ -219,3 +223,123 @@ def family_of(model_or_config) -> str:
     if model_type in ("qwen2_vl", "qwen2_5_vl"):
         return model_type
     raise ValueError(f"not a Qwen2-VL / Qwen2.5-VL model: model_type {model_type!r}")
+
+
+# ---------------------------------------------------------------- device, dtype, loading
+
+
+def pick_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
+    """`device` as given; None: cuda:LOCAL_RANK when CUDA is available, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """None/"auto": bf16 on a GPU that supports it, else float32."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    names = {
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+        "fp32": torch.float32,
+        "float32": torch.float32,
+    }
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(names)}")
+    return names[dtype]
+
+
+def training_precision(choice: str) -> str:
+    """accelerate's mixed_precision for a training run: "auto" = bf16 on a GPU that supports it, else "no"."""
+    if choice != "auto":
+        return choice
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def model_class(config):
+    """The transformers class of a Qwen2-VL / Qwen2.5-VL config."""
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
+
+    return {"qwen2_vl": Qwen2VLForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration}[
+        family_of(config)
+    ]
+
+
+def has_processor(folder: Path) -> bool:
+    return (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()
+
+
+def load_pretrained(name: str, dtype: torch.dtype = torch.float32, revision: str | None = None, **kwargs):
+    """(model, processor, config) from a local Hugging Face folder or a hub id; a folder without tokenizer files gets
+    the offline processor of its family."""
+    from transformers import AutoConfig, AutoProcessor
+
+    folder = Path(name)
+    if folder.exists() and not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a model folder (no config.json)")
+    try:
+        config = AutoConfig.from_pretrained(name, revision=revision)
+    except OSError as e:
+        raise FileNotFoundError(f"{name}: neither a model folder nor a reachable hub id ({e})") from None
+    model = model_class(config).from_pretrained(name, revision=revision, dtype=dtype, **kwargs)
+    if folder.is_dir():
+        processor = AutoProcessor.from_pretrained(name) if has_processor(folder) else load_processor(family_of(config))
+    else:
+        processor = AutoProcessor.from_pretrained(name, revision=revision)
+    return model, processor, config
+
+
+def build_model(cfg):
+    """(model, processor) to start training from; cfg: captioner.config.ModelConfig (float32 weights)."""
+    kwargs = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
+    if cfg.name == "tiny":
+        model = (tiny_qwen2vl if cfg.family == "qwen2_vl" else tiny_qwen2_5vl)(seed=cfg.seed, size=cfg.tiny)
+        return model, load_processor(cfg.family, vocab=cfg.tiny.vocab)
+    model, processor, _ = load_pretrained(cfg.name, torch.float32, **kwargs)
+    return model, processor
+
+
+def tiny_qwen2_lm(seed: int = 0):
+    """A tiny random Qwen2ForCausalLM sharing the real Qwen2 vocabulary (for tests and offline runs)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        bos_token_id=151643,
+        eos_token_id=151645,
+        pad_token_id=151643,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Qwen2ForCausalLM(config)
+
+
+def load_chat_vlm(name: str, dtype="auto"):
+    """(model, processor) of any transformers image-text-to-text chat model; "tiny": the tiny random Qwen2-VL."""
+    if name == "tiny":
+        return tiny_qwen2vl(seed=0), load_processor()
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    return AutoModelForImageTextToText.from_pretrained(name, dtype=dtype), AutoProcessor.from_pretrained(name)
+
+
+def load_chat_lm(name: str, dtype="auto"):
+    """(model, tokenizer) of any transformers causal chat LM; "tiny": a tiny random Qwen2 LM with the real tokenizer."""
+    if name == "tiny":
+        return tiny_qwen2_lm(seed=0), load_processor().tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(name, dtype=dtype), AutoTokenizer.from_pretrained(name)

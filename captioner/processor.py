@@ -34,6 +34,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from captioner.tasks import TASKS
+from toyworld.alttext import AltTextNoise
+from toyworld.generate import KINDS
+
 # Qwen2's pre-tokeniser: like GPT-4's, but digits are split one by one (\p{N}, not \p{N}{1,3}).
 QWEN2_PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
@@ -167,10 +171,6 @@ def toy_corpus(samples_per_kind: int = 400) -> list[str]:
     """The text the toy vocabulary is learned from: every built-in task type's system prompt and question, and the
     ground-truth captions (every task type) and alt-texts of a fixed, seeded set of toy-world samples of each kind."""
     import numpy as np
-
-    from captioner.tasks import TASKS
-    from toyworld.alttext import AltTextNoise
-    from toyworld.generate import KINDS
 
     texts = ["system", "user", "assistant", "You are a helpful assistant."]
     texts += [t for task in TASKS.values() for t in (task.system, task.question)]

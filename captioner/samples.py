@@ -7,6 +7,7 @@ import sys
 
 import torch
 
+from captioner.inference import Captioner
 from captioner.tasks import with_extra
 
 N_SAMPLES = 4
@@ -15,9 +16,7 @@ MAX_NEW_TOKENS = 64
 
 def sample_rows(model, processor, corpus, cfg, n: int = N_SAMPLES) -> list[dict]:
     """Captions the first `n` single-image records of the corpus with their own task type (greedy); the model is
-    left in the mode it was in. cfg: captioner.train.TrainConfig."""
-    from captioner.inference import Captioner
-
+    left in the mode it was in. cfg: captioner.config.TrainConfig."""
     tasks = with_extra(cfg.tasks)
     picked = [r for r in corpus.records if len(r.media) == 1 and r.media[0].kind == "image" and r.task_type in tasks]
     picked = picked[:n]

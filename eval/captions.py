@@ -31,6 +31,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from captioner.toy_accuracy import score_caption, summarize
 from eval.caption_sources import CaptionSource, gather, resolve_task
 from omnicap.cli import check_inputs, check_output_dir
 from omnicap.config import Config, dump, parse
@@ -196,8 +197,6 @@ class _Closed:
 
 
 def toy_metrics(refs: list[Reference], captions: list[str], task: str) -> dict:
-    from captioner.toy_accuracy import score_caption, summarize
-
     pairs = [(r, c) for r, c in zip(refs, captions) if r.kind == "scene" and r.scene is not None]
     if not pairs:
         return {}

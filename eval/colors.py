@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 
 from eval.rules import Detection
+from toyworld.color import rgb_to_lab
+from toyworld.vocab import BACKGROUNDS, COLORS
 
 TEMPLATES: tuple[str, ...] = ("a photo of a {c} {cls}", "a photo of a {c}-colored {cls}", "a photo of a {c} object")
 """the official three templates (evaluate_images.py L113-L117)"""
@@ -87,9 +89,6 @@ class PaletteColorClassifier:
     votes (which fails any colour clause)."""
 
     def __init__(self, background: str = "#999999", crop: bool = True):
-        from toyworld.color import rgb_to_lab
-        from toyworld.vocab import BACKGROUNDS, COLORS
-
         self.colors = tuple(COLORS)
         self.background, self.crop = background, crop
         self._lab = rgb_to_lab

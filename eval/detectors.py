@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 from PIL import Image
 
 from eval.rules import Detection
+from eval.toy import ToyDetector
 from omnicap.config import Config
 
 
@@ -35,8 +36,6 @@ class Mask2FormerSettings(Config):
 
 def build_detector(kind: Literal["mask2former", "toy"], settings: Mask2FormerSettings, device: str) -> Detector:
     if kind == "toy":
-        from eval.toy import ToyDetector
-
         return ToyDetector()
     if kind == "mask2former":
         from eval.mask2former import Mask2FormerDetector

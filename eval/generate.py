@@ -31,6 +31,7 @@ from PIL import Image
 
 from eval.layout import sample_path
 from eval.prompts import load_metadata
+from eval.toy import prompts, render
 from omnicap.cli import check_inputs, check_model, check_output_dir
 from omnicap.config import Config, dump, parse
 from omnicap.files import atomic_open
@@ -135,8 +136,6 @@ def make_jobs(cfg: GenerateConfig) -> list[Job]:
         items = read_dpg_prompts(cfg.metadata)[: cfg.n_prompts]
         return [Job(i, text, [out / f"{item}.png"]) for i, (item, text) in enumerate(items)]
     if cfg.benchmark == "toy_geneval":
-        from eval.toy import prompts
-
         metas = prompts(cfg.n_prompts or 60, cfg.prompt_seed)
     else:
         if cfg.metadata is None:
@@ -284,8 +283,6 @@ def main(argv: list[str] | None = None) -> int:
     for group in job_groups(todo, cfg.n_samples, cfg.batch_size):
         seeds = {job.index: [sample_seed(cfg.seed, job.index, j) for j in range(cfg.n_samples)] for job in group}
         if pipe is None:
-            from eval.toy import render
-
             images = [render(job.metadata, cfg.size or 64, s) for job in group for s in seeds[job.index]]
             if vae is not None:
                 images = through_autoencoder(vae, images)

@@ -70,23 +70,13 @@ class EndpointLLM:
 
 class LocalLLM:
     def __init__(self, cfg: LLMConfig):
-        from captioner.inference import pick_device, pick_dtype
+        from captioner.models import load_chat_lm, pick_device, pick_dtype  # torch + transformers: local backend only
 
         self.device = pick_device(cfg.device)
-        if cfg.model == "tiny":
-            from captioner.datagen import tiny_qwen2_lm
-            from captioner.models import load_processor
-
-            self.tokenizer = load_processor().tokenizer
-            self.model = tiny_qwen2_lm(seed=0)
-        else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            try:
-                self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-                self.model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=pick_dtype(cfg.dtype, self.device))
-            except OSError as e:
-                raise SystemExit(f"could not load the causal LM {cfg.model!r}: {str(e).splitlines()[0]}") from None
+        try:
+            self.model, self.tokenizer = load_chat_lm(cfg.model, pick_dtype(cfg.dtype, self.device))
+        except OSError as e:
+            raise SystemExit(f"could not load the causal LM {cfg.model!r}: {str(e).splitlines()[0]}") from None
         self.model.to(self.device).eval()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:

@@ -12,6 +12,10 @@ from PIL import Image
 
 from eval.prompts import make_prompts
 from eval.rules import Detection
+from toyworld.detect import detect
+from toyworld.scene import render as render_scene
+from toyworld.scene import with_boxes
+from toyworld.vocab import BACKGROUNDS, COLORS, SHAPES
 
 SLOTS = {1: [(0.5, 0.5)], 2: [(0.27, 0.5), (0.73, 0.5)], 3: [(0.27, 0.27), (0.73, 0.27), (0.5, 0.73)],
          4: [(0.27, 0.27), (0.73, 0.27), (0.27, 0.73), (0.73, 0.73)]}  # fmt: skip
@@ -23,15 +27,11 @@ PLACE = {"left of": ((0.27, 0.5), (0.73, 0.5)), "right of": ((0.73, 0.5), (0.27,
 
 
 def prompts(n_prompts: int, seed: int = 0) -> list[dict]:
-    from toyworld.vocab import COLORS, SHAPES
-
     return make_prompts(n_prompts, seed, SHAPES, tuple(COLORS), max_count=4)
 
 
 def scene_for(meta: dict, rng: np.random.Generator) -> dict:
     """A toyworld scene dict (background, objects with shape/color/size/center) that satisfies `meta`."""
-    from toyworld.vocab import BACKGROUNDS, COLORS
-
     colors = list(COLORS)
     objects = []
     for req in meta["include"]:
@@ -51,9 +51,6 @@ def scene_for(meta: dict, rng: np.random.Generator) -> dict:
 
 def render(meta: dict, size: int, seed: int = 0) -> Image.Image:
     """The ground-truth image of one toy prompt."""
-    from toyworld.scene import render as render_scene
-    from toyworld.scene import with_boxes
-
     return render_scene(with_boxes(scene_for(meta, np.random.default_rng(seed)), size), size)
 
 
@@ -61,11 +58,7 @@ class ToyDetector:
     """toyworld.detect.detect behind the detector interface (boxes and scores, no masks)."""
 
     def __init__(self):
-        from toyworld.vocab import SHAPES
-
         self.classes = tuple(SHAPES)
 
     def detect(self, image: Image.Image) -> list[Detection]:
-        from toyworld.detect import detect
-
         return [Detection(d.label, tuple(float(v) for v in d.box), float(d.score)) for d in detect(image)]

@@ -8,7 +8,9 @@ changes single settings by their dotted path:
 
 `--config` may be given several times (later files win) and a YAML file may start from others with
 `base: [other.yaml, ...]` (paths relative to that file). Unknown keys and wrong types are errors that name the key and
-the file (or the command line) that set it.
+the file (or the command line) that set it. A renamed setting stays accepted for a while: the root config lists
+`renamed = {"old.dotted": "new.dotted"}` (and may define `upgrade(tree, source)` for renames that change values);
+each old name used gets a FutureWarning naming the new one and where the old one was set.
 
 Usage:
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 class _Yaml12Loader(yaml.SafeLoader):
     """YAML as YAML 1.2 reads booleans: only true/false (any case). PyYAML's YAML 1.1 also turns yes/no/on/off into
-    booleans, so `mixed_precision: no` or `--train.mixed_precision=no` would arrive as False."""
+    booleans, so `mixed_precision: no` or `--mixed_precision=no` would arrive as False."""
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
@@ -54,7 +57,7 @@ def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
 
 
-__all__ = ["Config", "ConfigError", "parse", "load", "dump", "help_text"]
+__all__ = ["Config", "ConfigError", "parse", "load", "dump", "help_text", "deprecated"]
 
 C = TypeVar("C", bound="Config")
 CLI = "the command line"
@@ -130,7 +133,51 @@ def _read_yaml(path: Path, sources: _Sources, cls: type, seen: tuple[Path, ...] 
     bases = tree.pop("base", [])
     for base in [bases] if isinstance(bases, str) else bases:
         _read_yaml(path.parent / base, sources, cls, seen + (path,))
-    sources.merge(tree, str(path), cls)
+    sources.merge(_upgrade(tree, cls, str(path)), str(path), cls)
+
+
+_ABSENT = object()
+
+
+def _pop_dotted(tree: dict, dotted: str) -> Any:
+    """Removes `dotted` from `tree` (and sections it leaves empty); the value, or _ABSENT."""
+    *parents, leaf = dotted.split(".")
+    nodes = [tree]
+    for key in parents:
+        node = nodes[-1].get(key)
+        if not isinstance(node, dict):
+            return _ABSENT
+        nodes.append(node)
+    value = nodes[-1].pop(leaf, _ABSENT)
+    for key, node in zip(reversed(parents), reversed(nodes[:-1])):
+        if node.get(key) == {}:
+            del node[key]
+    return value
+
+
+def deprecated(old: str, new: str, source: str) -> None:
+    """The one warning for a renamed setting."""
+    warnings.warn(f"config: '{old}' (set in {source}) is deprecated; use '{new}'", FutureWarning, stacklevel=4)
+
+
+def _upgrade(tree: dict, cls: type, source: str) -> dict:
+    """Moves the renamed settings of one source's tree (cls.renamed, cls.upgrade) to their current names."""
+    hook = getattr(cls, "upgrade", None)
+    if hook is not None:
+        hook(tree, source)
+    for old, new in getattr(cls, "renamed", {}).items():
+        value = _pop_dotted(tree, old)
+        if value is _ABSENT:
+            continue
+        deprecated(old, new, source)
+        if _pop_dotted(_copy_tree(tree), new) is not _ABSENT:
+            raise ConfigError(f"'{old}' and '{new}' are both set in {source}; keep '{new}'")
+        _set_dotted(tree, new, value)
+    return tree
+
+
+def _copy_tree(tree: dict) -> dict:
+    return {k: _copy_tree(v) if isinstance(v, dict) else v for k, v in tree.items()}
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> dict:
@@ -197,7 +244,7 @@ def load(cls: type[C], files: list[str | Path] = (), overrides: dict[str, Any] |
     for f in files:
         _read_yaml(Path(f), sources, cls)
     for dotted, value in (overrides or {}).items():
-        sources.merge(_set_dotted({}, dotted, value), CLI, cls)
+        sources.merge(_upgrade(_set_dotted({}, dotted, value), cls, CLI), CLI, cls)
     try:
         return cls.model_validate(sources.data)
     except ValidationError as e:

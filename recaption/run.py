@@ -21,6 +21,9 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from captioner import models
+from captioner.media import fit_image
+from captioner.tasks import get_task
 from omnicap.cli import UserError, check_model, check_output_dir, explain
 from omnicap.config import ConfigError, dump, parse
 from omnicap.files import atomic_open, write_json
@@ -57,11 +60,8 @@ def dist_from_env(env=os.environ) -> DistInfo:
 
 
 def pick_device(model: ModelConfig, dist: DistInfo) -> str:
-    import torch
-
-    if model.device:
-        return model.device
-    return f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu"
+    """--model.device, else this worker's GPU (cuda:LOCAL_RANK) when CUDA is available, else the CPU."""
+    return str(models.pick_device(model.device or None, dist.local_rank))
 
 
 def load_captioner(model: ModelConfig, dist: DistInfo):
@@ -77,8 +77,6 @@ def load_captioner(model: ModelConfig, dist: DistInfo):
 
 def validate(cfg: RecaptionConfig) -> dict[str, str]:
     """Checks the settings that need no model; returns {shard name: url}."""
-    from captioner.tasks import get_task
-
     if not cfg.output:
         raise RecaptionError("no output folder: give --output OUT")
     if not cfg.tasks:
@@ -267,8 +265,6 @@ class Worker:
 
 def decode_pool(cfg: RecaptionConfig, min_pixels: int, max_pixels: int) -> DecodePool:
     """The decode/resize pool, resizing to the captioner's pixel bounds, its workers already booting."""
-    from captioner.inference import fit_image
-
     fit = functools.partial(fit_image, min_pixels=min_pixels, max_pixels=max_pixels)
     pool = DecodePool(fit, Limits(cfg.decode.min_side, cfg.decode.max_image_pixels), cfg.decode.workers,
                       cfg.decode.prefetch)

@@ -356,7 +356,7 @@ def stages(cfg: DemoConfig, scale: Scale, at: Layout) -> list[Stage]:
         Stage("captioner", {"train": accelerate(
             "-m", "captioner", "train", "--config", "configs/captioner/toy.yaml", "--out", str(root / "captioner"),
             f"--data.sources=[{{path: {w / 'captioner'}, task_types: [{STYLE}]}}]",
-            f"--train.max_steps={scale.captioner_steps}", f"--train.seed={s}", *wandb, threads=1,
+            f"--steps={scale.captioner_steps}", f"--seed={s}", *wandb, threads=1,
         )}, [root / "captioner" / "final" / "config.json"], needs=("world",)),
         Stage("autoencoder", {"train": py(
             "-m", "t2i", "autoencoder", "--config", "configs/t2i/toy_autoencoder.yaml", f"--shards=[{t2i_glob}]",

@@ -8,9 +8,10 @@ tensors and strings, so a cache file received from someone else cannot run code 
 (`read_table`) it is the dict
     "__meta__": {fingerprint, max_length, resolution}, "__null__": null-caption states,
     key: {"latent": [C, h, w] scaled latent, "texts": caption or {style: caption},
-          "states": {style: {"pos": [n] token positions, "states": [n, D]}}}
+          "states": {style: {"pos": [n] token positions, "states": [n, D]}}, "fallback": True when the caption came
+          from data.caption.fallback (absent otherwise)}
 stored flat: tensors `null/pos`, `null/states`, `<i>/latent`, `<i>/<j>/pos`, `<i>/<j>/states` (sample i, style j) and
-the metadata strings "meta" and "index" (JSON: per sample its key, texts and style names, in order).
+the metadata strings "meta" and "index" (JSON: per sample its key, texts, style names and fallback flag, in order).
 Only real (unmasked) token states are stored; at read time they are placed at their positions in a zero [L, D]
 tensor with the matching mask, which the transformer sees exactly as the live encoder's output (padded positions are
 masked out; see t2i.text). The fingerprint covers everything that changes the contents: arch, autoencoder, text
@@ -34,9 +35,9 @@ from omnicap.config import parse
 from omnicap.files import atomic_open
 from omnicap.shards import read_samples
 from t2i.cachefile import CacheReader, cache_path, full_states, read_table
-from t2i.captions import SidecarCache, caption_options
+from t2i.captions import Captions, CaptionSourceError, captions_of
 from t2i.config import TrainConfig, preflight
-from t2i.data import expand_shards, image_bytes, to_tensor
+from t2i.data import Sidecars, expand_shards, image_bytes, to_tensor
 from t2i.parts import build_parts, encode_latents
 
 __all__ = ["CacheReader", "cache_path", "full_states", "read_table"]  # the read side lives in t2i.cachefile
@@ -50,6 +51,8 @@ def fingerprint(cfg: TrainConfig) -> str:
         "seed": cfg.seed, "resolution": d.resolution, "mixed_precision": cfg.mixed_precision,
         "caption": d.caption.model_dump(include={"source", "member", "field", "sidecar_dir", "sidecar_suffix"}),
     }  # fmt: skip
+    if d.caption.fallback.source != "none":  # only then: caches written before fallbacks existed stay valid
+        key["caption"]["fallback"] = d.caption.fallback.model_dump()
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -61,7 +64,8 @@ def write_table(table: dict, path: str | Path) -> None:
         tensors[f"{i}/latent"] = entry["latent"]
         for j, states in enumerate(entry["states"].values()):
             tensors[f"{i}/{j}/pos"], tensors[f"{i}/{j}/states"] = states["pos"], states["states"]
-        index.append({"key": key, "texts": entry["texts"], "styles": list(entry["states"])})
+        index.append({"key": key, "texts": entry["texts"], "styles": list(entry["states"])}
+                     | ({"fallback": True} if entry.get("fallback") else {}))  # caption from data.caption.fallback
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     meta = {"meta": json.dumps(table["__meta__"]), "index": json.dumps(index, ensure_ascii=False)}
     with atomic_open(path, "wb") as f:
@@ -81,29 +85,34 @@ def _real_states(states) -> list[dict]:
 def build_cache(parts, cfg: TrainConfig, shard: str, batch: int = 32) -> dict:
     """Latents and caption states of every decodable sample of one shard (bad samples are left out)."""
     d = cfg.data
-    sidecars = SidecarCache(d.caption)
+    sidecars = Sidecars(d.caption)
     table: dict = {"__meta__": {"fingerprint": fingerprint(cfg), "max_length": cfg.model.max_length,
                                 "resolution": d.resolution}}  # fmt: skip
     table["__null__"] = _real_states(parts.text.null())[0]
-    pending: list[tuple[str, torch.Tensor, object]] = []
+    pending: list[tuple[str, torch.Tensor, Captions]] = []
 
     def flush():
         latents = encode_latents(parts.vae, torch.stack([p for _, p, _ in pending]))  # [B, C, h, w]
-        for (key, _, texts), latent in zip(pending, latents):
+        for (key, _, found), latent in zip(pending, latents):
+            texts = found.options
             styles = texts if isinstance(texts, dict) else {"text": texts}
             styles = {k: v for k, v in styles.items() if isinstance(v, str) and v.strip()}
             states = _real_states(parts.text.encode(list(styles.values()))) if styles else []
             table[key] = {"latent": latent.cpu().clone(), "texts": texts, "states": dict(zip(styles, states))}
+            if found.fallback:
+                table[key]["fallback"] = True
         pending.clear()
 
     for sample in read_samples(shard):
         try:
-            texts = caption_options(sample, d.caption, sidecars)
+            found = captions_of(sample, d.caption, sidecars.main, sidecars.fallback)
             with Image.open(io.BytesIO(image_bytes(sample))) as im:
                 pixels = to_tensor(im, d.resolution)
+        except CaptionSourceError:
+            raise
         except Exception:  # noqa: BLE001 - counted as bad by the trainer when it finds no entry
             continue
-        pending.append((sample.key, pixels, texts))
+        pending.append((sample.key, pixels, found))
         if len(pending) == batch:
             flush()
     if pending:

@@ -47,6 +47,8 @@ def _read_table(handle, path) -> dict:
         for i, item in enumerate(json.loads(meta["index"])):
             states = {s: {"pos": get(f"{i}/{j}/pos"), "states": get(f"{i}/{j}/states")} for j, s in enumerate(item["styles"])}
             table[item["key"]] = {"latent": get(f"{i}/latent"), "texts": item["texts"], "states": states}
+            if item.get("fallback"):
+                table[item["key"]]["fallback"] = True
     return table
 
 

@@ -1,38 +1,31 @@
 """Checkpoints: `out/checkpoints/step_00000100/` holds accelerate's state (model, optimizer, RNG of every process) plus
 `train_state_rank{r}.pt` per rank (step, lr schedule, noise generator, data-stream position, EMA). A checkpoint is
-written under a `.tmp` name and renamed when complete, so a crash mid-write leaves the previous one intact. Every
-file is read weights-only (`omnicap.safeload`; accelerate does the same for its own): a checkpoint from elsewhere
-cannot run code when resumed.
+written under a `.tmp` name and renamed when complete, so a crash mid-write leaves the previous one intact; folders and
+rotation: omnicap.checkpoints (shared with the captioner trainer). Every file is read weights-only
+(`omnicap.safeload`; accelerate does the same for its own): a checkpoint from elsewhere cannot run code when resumed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import re
-import shutil
 from pathlib import Path
 
 import torch
 
+from omnicap import checkpoints as shared
 from omnicap.safeload import load_state
 from t2i.data import StreamState
 from t2i.distributed import local
 from t2i.step import Trainer
 
-_STEP = re.compile(r"^step_(\d+)$")
-
 
 def checkpoints(out: str | Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    root = Path(out) / "checkpoints"
-    found = [p for p in root.glob("step_*") if p.is_dir() and _STEP.match(p.name)]
-    return sorted(found, key=lambda p: int(_STEP.match(p.name).group(1)))
+    """Complete checkpoints, oldest first (omnicap.checkpoints' layout)."""
+    return shared.checkpoints(out)
 
 
 def latest(out: str | Path) -> Path | None:
-    found = checkpoints(out)
-    return found[-1] if found else None
+    return shared.latest(out)
 
 
 def weights_digest(tensors) -> str:
@@ -46,11 +39,10 @@ def weights_digest(tensors) -> str:
 
 def save(tr: Trainer, stream: StreamState, out: str | Path, keep: int = 2) -> Path:
     acc = tr.accelerator
-    final = Path(out) / "checkpoints" / f"step_{tr.step:08d}"
+    final = shared.folder(out, tr.step)
     tmp = final.with_name(final.name + ".tmp")
     if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        shared.staging(final)
     acc.wait_for_everyone()
     acc.save_state(str(tmp))
     state = {
@@ -63,10 +55,7 @@ def save(tr: Trainer, stream: StreamState, out: str | Path, keep: int = 2) -> Pa
     torch.save(state, tmp / f"train_state_rank{acc.process_index}.pt")
     acc.wait_for_everyone()
     if acc.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in checkpoints(out)[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+        shared.publish(tmp, final, keep)
     acc.wait_for_everyone()
     return final
 

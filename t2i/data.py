@@ -45,7 +45,7 @@ from omnicap.config import Config
 from omnicap.shards import Sample, ShardReader, expand, read_samples
 from t2i.buckets import nearest_bucket, ratio_table
 from t2i.cachefile import CacheReader, full_states
-from t2i.captions import BadSample, CaptionConfig, SidecarCache, caption_options, choose_caption
+from t2i.captions import BadSample, CaptionConfig, CaptionSourceError, SidecarCache, captions_of, choose_caption
 
 log = logging.getLogger(__name__)
 __all__ = ["BadSample", "CaptionConfig", "choose_caption"]  # caption sources live in t2i.captions
@@ -86,7 +86,7 @@ class DataConfig(Config):
     """seed of shard order, shuffling and caption choice"""
     synthetic: int = 0
     """> 0: draw this many coloured-shape samples into shards under OUT/synthetic and train on them (debug runs on a
-    fresh checkout; `shards` must then be empty)"""
+    fresh checkout); ignored when `shards` is given"""
     buckets: bool = False
     """aspect-ratio buckets: each image is resized and cropped to its nearest ratio bucket of SANA's table at
     `resolution` (t2i.buckets); batches hold one bucket each"""
@@ -146,6 +146,7 @@ class Example:
     key: str
     latent: torch.Tensor | None = None  # [C, h, w] cached scaled latent
     text: tuple[torch.Tensor, torch.Tensor] | None = None  # cached ([L, D] states, [L] mask)
+    fallback: bool = False  # the caption came from data.caption.fallback
 
 
 def attach_cache_entry(sample: Sample, table: dict) -> Sample:
@@ -172,11 +173,12 @@ def decode_cached(sample: Sample, cfg: DataConfig, epoch: int) -> Example:
     """The sample's latent and chosen caption's states from its attached embedding-cache entry."""
     key, entry, cached = sample.key, cache_entry(sample), sample.extra["cache"]
     rng = sample_rng(cfg.seed, epoch, key)
-    style, caption = choose_caption(entry["texts"], cfg.caption.weights, rng)
+    fallback = entry.get("fallback", False)
+    style, caption = choose_caption(entry["texts"], {} if fallback else cfg.caption.weights, rng)
     dropped = rng.random() < cfg.caption.dropout
     states = cached["null"] if dropped else entry["states"][style]
     text = full_states(states, cached["max_length"])  # [L, D], [L]
-    return Example(None, "" if dropped else caption, style, dropped, key, entry["latent"], text)
+    return Example(None, "" if dropped else caption, style, dropped, key, entry["latent"], text, fallback)
 
 
 def image_bytes(sample: Sample) -> bytes:
@@ -187,13 +189,21 @@ def image_bytes(sample: Sample) -> bytes:
     return member.data
 
 
-def decode(sample: Sample, cfg: DataConfig, epoch: int, sidecars: SidecarCache, size=None) -> Example:
+class Sidecars:
+    """The sidecar tables of the caption source and of its fallback, loaded once per shard."""
+
+    def __init__(self, cfg: CaptionConfig):
+        self.main, self.fallback = SidecarCache(cfg), SidecarCache(cfg.fallback)
+
+
+def decode(sample: Sample, cfg: DataConfig, epoch: int, sidecars: Sidecars, size=None) -> Example:
     with Image.open(io.BytesIO(image_bytes(sample))) as im:
         pixels = to_tensor(im, size or cfg.resolution)
     rng = sample_rng(cfg.seed, epoch, sample.key)
-    style, caption = choose_caption(caption_options(sample, cfg.caption, sidecars), cfg.caption.weights, rng)
+    found = captions_of(sample, cfg.caption, sidecars.main, sidecars.fallback)
+    style, caption = choose_caption(found.options, found.weights, rng)
     dropped = rng.random() < cfg.caption.dropout
-    return Example(pixels, "" if dropped else caption, style, dropped, sample.key)
+    return Example(pixels, "" if dropped else caption, style, dropped, sample.key, fallback=found.fallback)
 
 
 # ------------------------------------------------------------------------------------------------------ batches
@@ -214,6 +224,7 @@ class Batch:
     text_embeds: torch.Tensor | None = None  # [B, L, D] from the embedding cache (dropout applied)
     text_mask: torch.Tensor | None = None  # [B, L]
     bucket: tuple[int, int] | None = None  # (height, width) of the batch's images
+    fallbacks: int = 0  # samples whose caption came from data.caption.fallback
 
     @property
     def n_bad(self) -> int:
@@ -231,6 +242,7 @@ def collate(
         latents=torch.stack([e.latent for e in examples]) if cached else None,
         text_embeds=torch.stack([e.text[0] for e in examples]) if cached else None,
         text_mask=torch.stack([e.text[1] for e in examples]) if cached else None, bucket=bucket,
+        fallbacks=sum(e.fallback for e in examples),
     )  # fmt: skip
 
 
@@ -424,13 +436,16 @@ class ShardStream(torch.utils.data.IterableDataset):
         source = {"txt": f"txt (member .{c.member or 'txt'})",
                   "member": f"member (.{c.member or 'json'}, field {c.field!r})",
                   "sidecar": f"sidecar ({SidecarCache(c).path('NAME.tar')}, field {c.field!r})"}[c.source]  # fmt: skip
+        if c.fallback.source != "none":
+            source += f", fallback {c.fallback.source}"
         if self.cache_fingerprint:
             source += f", embedding cache {self.cache_fingerprint}"
         counts = ", ".join(f"{reason}: {n}" for reason, n in skipped.most_common())
         return NoUsableSamples(
             f"data: one full pass over shards {self.stream_shards(role, epoch)} gave no usable sample with caption "
             f"source {source}, weights {c.weights or 'uniform'}; skipped all {sum(skipped.values())} ({counts}). "
-            "Check the caption source (e.g. an empty recaption sidecar) and data.caption.*"
+            "Check the caption source (e.g. an empty recaption sidecar) and data.caption.* (data.caption.fallback."
+            "source=txt trains such samples on their alt-text)"
         )
 
     def bucket_of(self, sample: Sample, cache) -> tuple[int, int]:
@@ -440,9 +455,8 @@ class ShardStream(torch.utils.data.IterableDataset):
             latent = cache_entry(sample)["latent"]  # [C, h, w]
             return tuple(latent.shape[1:])
         data = image_bytes(sample)
-        choose_caption(
-            caption_options(sample, self.cfg.caption, self.sidecars), self.cfg.caption.weights, random.Random()
-        )
+        found = captions_of(sample, self.cfg.caption, self.sidecars.main, self.sidecars.fallback)
+        choose_caption(found.options, found.weights, random.Random())
         with Image.open(io.BytesIO(data)) as im:  # reads the header only
             width, height = im.size
         if not self.cfg.buckets:
@@ -458,6 +472,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                     examples.append(decode_cached(sample, self.cfg, epoch))
                 else:
                     examples.append(decode(sample, self.cfg, epoch, self.sidecars, size))
+            except CaptionSourceError:
+                raise
             except Exception as e:  # noqa: BLE001 - a bad sample is counted, never fatal
                 bad[skip_reason(e)] += 1
                 log.warning("data: skipping %s in %s: %s", sample.key, sample.shard, e)
@@ -471,7 +487,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         role = self.role_of(info.id if info else 0)
         pos = self.position_of(role)
         tally = pos.tally
-        self.sidecars = SidecarCache(self.cfg.caption)
+        self.sidecars = Sidecars(self.cfg.caption)
         self.table = ratio_table(self.cfg.resolution, self.cfg.bucket_multiple)
         cache = CacheReader(self.cache_fingerprint, self.cfg.cache_dir) if self.cache_fingerprint else None
         stream = self.rank * self.num_roles + role
@@ -487,6 +503,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         for epoch, sample in self.raw_samples(role, pos, buffer, rng, cache):
             try:
                 size = self.bucket_of(sample, cache)
+            except CaptionSourceError:
+                raise  # the caption source itself is wrong: every sample would be
             except Exception as e:  # noqa: BLE001 - a bad sample is counted, never fatal
                 skipped[skip_reason(e)] += 1
                 tally.add(epoch, skip_reason(e))

@@ -4,7 +4,7 @@ One row per step: a run resumed from step N first drops the rows after N (writte
 from, and about to be written again), so `metrics.jsonl` never holds a step twice.
 
 Row: step, loss, loss by σ' bin (loss_t0.00-0.25 ...), lr, grad_norm, images/s (per device and total), samples seen,
-bad samples, MFU (training FLOPs per image from `t2i.throughput` × images/s per device / device peak; None on CPU).
+bad samples, captions taken from data.caption.fallback (this device's, in the window), MFU (training FLOPs per image from `t2i.throughput` × images/s per device / device peak; None on CPU).
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ class Logbook:
         self.grad_norms: list[float] = []
         self.images = 0
         self.bad = 0
+        self.fallbacks = 0
         self.bins: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
         self.buckets: dict[str, int] = defaultdict(int)
 
-    def add(self, result, images: int, n_bad: int, bucket: tuple[int, int] | None = None) -> None:
+    def add(self, result, images: int, n_bad: int, bucket: tuple[int, int] | None = None, fallbacks: int = 0) -> None:
         if bucket is not None:
             self.buckets[f"{bucket[0]}x{bucket[1]}"] += images
         self.losses.append(result.loss)
@@ -51,6 +52,7 @@ class Logbook:
             self.grad_norms.append(result.grad_norm)
         self.images += images
         self.bad += n_bad
+        self.fallbacks += fallbacks
         for name, (total, count) in result.bins.items():
             self.bins[name][0] += total
             self.bins[name][1] += count
@@ -63,6 +65,7 @@ class Logbook:
             "grad_norm": sum(self.grad_norms) / len(self.grad_norms) if self.grad_norms else None,
             "images_per_s_per_device": self.images / seconds, "images_per_s": self.images * self.world_size / seconds,
             "samples_seen": samples_seen * self.world_size, "bad_samples": self.bad,
+            "fallback_captions": self.fallbacks,
         }  # fmt: skip
         per_device = self.images / seconds
         row["mfu"] = mfu(per_device * self.flops_per_image, 1.0, self.peak_flops) if self.flops_per_image else None
@@ -75,7 +78,8 @@ class Logbook:
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
             of = f"/{self.total_steps}" if self.total_steps else ""
-            print(f"step {step}{of}: loss {row['loss']:.4f} lr {lr:.2e} {row['images_per_s']:.1f} img/s "
+            fallbacks = f", {self.fallbacks} fallback captions" if self.fallbacks else ""
+            print(f"step {step}{of}: loss {row['loss']:.4f} lr {lr:.2e} {row['images_per_s']:.1f} img/s{fallbacks} "
                   f"{self.clock.line(step)}", flush=True)  # fmt: skip
             if self.run is not None:
                 self.run.log(row, step=step)

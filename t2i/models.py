@@ -31,6 +31,8 @@ from transformers import AutoConfig, Gemma2Config, Gemma2Model, PreTrainedTokeni
 
 from omnicap.cli import check_model
 from omnicap.config import Config
+from t2i.text import SANA_CHI
+from t2i.vocabulary import WORDS
 
 Kind = Literal["sana", "pixart", "dc_ae", "kl", "gemma2", "t5", "tokenizer"]
 SCRATCH = "scratch:"
@@ -179,9 +181,6 @@ def tiny_tokenizer(
     (measured: "A red circle." drew one red circle, "a red circle" a red mess), so punctuation is dropped on both sides.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-    from t2i.text import SANA_CHI
-    from t2i.vocabulary import WORDS
 
     specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
     chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"()-/%#&+=*|_[]{}<>$@")

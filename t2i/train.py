@@ -76,8 +76,9 @@ def synthetic_shards(cfg: TrainConfig, acc: Accelerator) -> TrainConfig:
     """data.synthetic > 0: the main process draws the shards once, every rank trains on them."""
     if not cfg.data.synthetic:
         return cfg
-    if cfg.data.shards:
-        raise ValueError("data.synthetic and data.shards are both set; use one")
+    if cfg.data.shards:  # a debug config pointed at real shards trains on them
+        acc.print(f"data.shards given: training on them, not on data.synthetic={cfg.data.synthetic} drawn samples")
+        return cfg.model_copy(update={"data": cfg.data.model_copy(update={"synthetic": 0})})
     folder = Path(cfg.out) / "synthetic"
     n_shards = max(2 * acc.num_processes * max(1, cfg.data.num_workers), 2)
     shard_size = max(1, -(-cfg.data.synthetic // n_shards))
@@ -139,7 +140,7 @@ def train_loop(tr: Trainer, cfg: TrainConfig, stream: ShardStream, book: Logbook
             batch = next(batches)
             result = train_step(tr, batch)
             position.update(batch)
-            book.add(result, len(batch.captions), batch.n_bad, batch.bucket)
+            book.add(result, len(batch.captions), batch.n_bad, batch.bucket, batch.fallbacks)
             if not result.synced:
                 continue
             if tr.step % cfg.log_every == 0 or tr.step == cfg.steps:

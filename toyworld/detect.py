@@ -25,6 +25,7 @@ from PIL import Image, ImageFilter
 from scipy import ndimage
 
 from toyworld.color import name_color, rgb_to_lab
+from toyworld.scene import render, with_boxes
 from toyworld.vocab import SHAPES, SIZES
 
 GRID = 10
@@ -174,8 +175,6 @@ PROTOTYPE_OFFSETS = (0.5, 0.513)
 def prototypes() -> tuple[np.ndarray, np.ndarray]:
     """(maps (P, GRID*GRID), shape index (P,)): occupancy maps of each shape rendered at several image sizes, object
     sizes, blurs and sub-pixel offsets, through the same segmentation as detection (built once, ~1 s)."""
-    from toyworld.scene import render, with_boxes
-
     maps, labels = [], []
     for s, shape in enumerate(SHAPES):
         for size in PROTOTYPE_SIZES:

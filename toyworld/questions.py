@@ -31,6 +31,7 @@ import numpy as np
 
 from omnicap.files import atomic_open
 from toyworld.scene_captions import names
+from toyworld.shards import encode_png, key_of, sample_at
 from toyworld.vocab import COLORS, SHAPES
 
 TASK_OF_KIND = {"scene": "detailed", "chart": "chart", "table": "table", "text": "poster"}
@@ -114,8 +115,6 @@ def _jsonl(path: Path, rows: list[dict]) -> None:
 
 def write_eval_set(plan, out: str | Path) -> dict:
     """Writes OUT/eval/ (see the module doc) for every sample of `plan`; returns {"images", "questions", "types"}."""
-    from toyworld.shards import encode_png, key_of, sample_at
-
     folder = Path(out) / "eval"
     questions, references, truth, alt = [], [], [], []
     for i in range(plan.n):

@@ -52,7 +52,7 @@ def test_training_exports_prompts_and_logs_sample_captions(tmp_path, monkeypatch
     monkeypatch.setattr("captioner.train.init_wandb", lambda *a, **k: recorder)
     cfg = load(TrainConfig, [], {
         "out": str(tmp_path / "run"), "data.sources": [{"path": str(tmp_path / "toy"), "task_types": ["short"]}],
-        "train.batch_size": 2, "train.max_steps": 2, "train.save_every": 1, "train.log_every": 1,
+        "data.batch_size": 2, "steps": 2, "checkpoint_every": 1, "log_every": 1,
         "tasks": {"short": {"system": "Custom system prompt.", "question": "Say it short."}},
     })  # fmt: skip
     final = run(cfg)

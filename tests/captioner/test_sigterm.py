@@ -1,5 +1,5 @@
 """SIGTERM to the process group of `python -m captioner train`: the checkpoint is written, the exit status is 143
-(documented in omnicap.signals), and --train.resume continues from it."""
+(documented in omnicap.signals), and --resume continues from it."""
 
 import os
 import signal
@@ -23,8 +23,8 @@ def test_sigterm_to_the_group_checkpoints_and_exits_143(tmp_path):
     make(["--out", str(tmp_path / "toy"), "--n", "8", "--seed", "0", "--kinds", "scene", "--shard_size", "8"])
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "captioner", "train", "--out", str(out), "--data.sources",
-           f"[{{path: {tmp_path / 'toy'}, task_types: [short]}}]", "--train.max_steps", "100000",
-           "--train.save_every", "0", "--train.log_every", "1", "--train.batch_size", "2"]  # fmt: skip
+           f"[{{path: {tmp_path / 'toy'}, task_types: [short]}}]", "--steps", "100000",
+           "--checkpoint_every", "0", "--log_every", "1", "--data.batch_size", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stderr=subprocess.PIPE, text=True, start_new_session=True)
     lines, stepped = [], threading.Event()
 

@@ -30,8 +30,8 @@ def small_config(out, shards, **overrides):
     base = {
         "out": str(out),
         "data.sources": [{"path": str(shards), "task_types": ["short", "detailed"]}],
-        "train.batch_size": 2,
-        "train.log_every": 1,
+        "data.batch_size": 2,
+        "log_every": 1,
         "optim.lr": 1e-3,
     }
     return load(TrainConfig, [], base | overrides)
@@ -62,11 +62,11 @@ def test_lr_groups_and_schedule():
 
 
 def test_resume_reproduces_uninterrupted_run(toy_shards, tmp_path):
-    full = run(small_config(tmp_path / "a", toy_shards, **{"train.max_steps": 3, "train.save_every": 1}))
-    assert [p.name for p in checkpoints(tmp_path / "a")] == ["step-0000001", "step-0000002"]
-    b = tmp_path / "b"  # a run that stopped after step 1
-    shutil.copytree(tmp_path / "a" / "checkpoints" / "step-0000001", b / "checkpoints" / "step-0000001")
-    resumed = run(small_config(b, toy_shards, **{"train.max_steps": 3, "train.save_every": 1, "train.resume": True}))
+    full = run(small_config(tmp_path / "a", toy_shards, **{"steps": 3, "checkpoint_every": 1}))
+    assert [p.name for p in checkpoints(tmp_path / "a")] == ["step_00000001", "step_00000002"]  # t2i's layout
+    b = tmp_path / "b"  # a run that stopped after step 1, saved in the older layout's name
+    shutil.copytree(tmp_path / "a" / "checkpoints" / "step_00000001", b / "checkpoints" / "step-0000001")
+    resumed = run(small_config(b, toy_shards, **{"steps": 3, "checkpoint_every": 1, "resume": True}))
     wa, wb = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
@@ -84,8 +84,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(toy_shards, tmp_path,
 
     monkeypatch.setattr(train, "answer_loss", nan_on_third)
     with pytest.raises(NonFiniteLoss, match=r"loss is nan(, gradient norm is nan)? at step 3"):
-        run(small_config(tmp_path, toy_shards, **{"train.max_steps": 5, "train.save_every": 1}))
-    assert [p.name for p in checkpoints(tmp_path)] == ["step-0000001", "step-0000002"]
+        run(small_config(tmp_path, toy_shards, **{"steps": 5, "checkpoint_every": 1}))
+    assert [p.name for p in checkpoints(tmp_path)] == ["step_00000001", "step_00000002"]
     assert not (tmp_path / "final").exists()
 
 
@@ -95,7 +95,7 @@ def test_lora_export_is_merged(toy_shards, tmp_path):
     cfg = small_config(
         tmp_path,
         toy_shards,
-        **{"train.max_steps": 2, "lora.enabled": True, "lora.r": 4, "optim.lr": 1e-2, "model.freeze_vision": True},
+        **{"steps": 2, "lora.rank": 4, "optim.lr": 1e-2, "model.freeze_vision": True},
     )
     final = run(cfg)
     weights = load_file(final / "model.safetensors")
@@ -126,11 +126,11 @@ def test_accelerate_launch_smoke(toy_shards, tmp_path):
         str(out),
         "--data.sources",
         f"[{{path: {toy_shards}, task_types: [detailed, short]}}]",
-        "--train.max_steps",
+        "--steps",
         "2",
-        "--train.batch_size",
+        "--data.batch_size",
         "2",
-        "--train.save_every",
+        "--checkpoint_every",
         "1",
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="1", WANDB_MODE="disabled")
@@ -139,7 +139,7 @@ def test_accelerate_launch_smoke(toy_shards, tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "step 2/2" in proc.stderr and (out / "final" / "model.safetensors").is_file()
-    assert (out / "checkpoints" / "step-0000001" / "trainer_state.json").is_file()
+    assert (out / "checkpoints" / "step_00000001" / "trainer_state.json").is_file()
 
     from captioner.inference import Captioner
 
@@ -155,6 +155,28 @@ def test_published_configs_load(name):
     if name.startswith("omnicaptioner"):
         assert cfg.model.name == "Qwen/Qwen2-VL-7B-Instruct" and cfg.optim.vision_lr == 2e-6
         assert (cfg.data.min_pixels, cfg.data.max_pixels) == (2 * 28 * 28, 6400 * 28 * 28)
+
+
+def test_old_setting_names_still_work_and_name_the_new_ones(tmp_path):
+    """The captioner's settings are named as t2i's; the older names stay readable for now, with a warning each."""
+    old = tmp_path / "old.yaml"
+    old.write_text("train: {max_steps: 7, save_every: 3, batch_size: 4, resume: true}\noptim: {max_grad_norm: 0.5}\n"
+                   "lora: {enabled: true}\ndata: {workers: 2}\n")
+    with pytest.warns(FutureWarning) as seen:
+        cfg = load(TrainConfig, [old], {"lora.r": 8})
+    assert (cfg.steps, cfg.checkpoint_every, cfg.data.batch_size, cfg.resume) == (7, 3, 4, True)
+    assert cfg.optim.clip_grad_norm == 0.5 and cfg.lora.rank == 8 and cfg.data.num_workers == 2
+    messages = " ".join(str(w.message) for w in seen)
+    assert "'train.max_steps' (set in" in messages and "use 'steps'" in messages and "use 'lora.rank" in messages
+    with pytest.warns(FutureWarning):
+        old.write_text("lora: {enabled: false, r: 8}\n")
+        assert load(TrainConfig, [old]).lora.rank == 0
+        assert load(TrainConfig, [], {"lora.enabled": True}).lora.rank == 64  # the old default r
+    from omnicap.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'train.max_steps' and 'steps' are both set"), pytest.warns(FutureWarning):
+        old.write_text("steps: 3\ntrain: {max_steps: 7}\n")
+        load(TrainConfig, [old])
 
 
 @pytest.mark.parametrize("name", ["datagen_toy.yaml", "datagen_endpoint.yaml"])

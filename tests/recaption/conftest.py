@@ -1,13 +1,16 @@
-"""Builders for small test shards: good images in every odd format, and every class of bad input."""
+"""Builders for small test shards (good images in every odd format, and every class of bad input), and the `job`
+helpers shared by the job tests (test_openai, test_vllm): a small fast job's argv and its comparable outputs."""
 
 from __future__ import annotations
 
 import io
+import json
 import struct
 import sys
 import tarfile
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -102,6 +105,45 @@ def good_shard(path: Path, n: int, start: int = 0, size=(64, 48)) -> Path:
     return write_tar(path, members)
 
 
+
+def mixed_shards(folder: Path, good: int) -> Path:
+    """folder/00000.tar with `good` good samples, folder/00001.tar with every odd image format and every bad sample;
+    the brace pattern of both."""
+    good_shard(folder / "00000.tar", good)
+    members = []
+    for i, (name, (ext, data)) in enumerate(odd_format_images().items()):
+        members += [(f"odd{i}_{name}.{ext}", data)]
+    for cls, sample in bad_samples().items():
+        members += [(f"bad_{cls}.{ext}", data) for ext, data in sample]
+    write_tar(folder / "00001.tar", members)
+    return folder / "{00000..00001}.tar"
+
+
+def job_args(inp, out, model, *extra) -> list[str]:
+    """argv of a small fast job: two tasks, 6 new tokens, batches of 4, no decode workers, no progress line."""
+    return ["--input", str(inp), "--output", str(out), "--model.path", model, "--tasks", "[detailed,short]",
+            "--model.max_pixels", "12544", "--generation.max_new_tokens", "6", "--generation.batch_size", "4",
+            "--decode.workers", "0", "--progress", "false", "--lease.poll_s", "0.1", *extra]
+
+
+RUN_SPECIFIC = ("fingerprint", "timings", "images_per_s", "new_tokens_per_s", "worker", "finished_at")
+
+
+def comparable_outputs(out: Path):
+    """{file name: content} of the sidecars, and the stats without the fields that differ between runs/engines."""
+    files = {p.name: p.read_text() for p in sorted(out.glob("*.omnicap.json"))}
+    stats = {p.name: {k: v for k, v in json.loads(p.read_text()).items() if k not in RUN_SPECIFIC}
+             for p in sorted(out.glob("*.stats.json"))}
+    for s in stats.values():  # details may hold object addresses (`<_io.BytesIO object at 0x...>`)
+        s["error_examples"] = {k: [e["key"] for e in v] for k, v in s["error_examples"].items()}
+    return files, stats
+
+
+@pytest.fixture(scope="session")
+def job():
+    """`job.args(inp, out, model, *extra)`: a small fast job's argv; `job.outputs(out)`: its comparable outputs."""
+    return SimpleNamespace(args=job_args, outputs=comparable_outputs)
+
 @pytest.fixture
 def shards():
     """The builders above, as one fixture object."""
@@ -111,7 +153,7 @@ def shards():
 
     b = Builders()
     for fn in (png_bytes, picture, encode, pixel_bomb_png, exif_rotated_jpeg, odd_format_images, bad_samples,
-               write_tar, good_shard):
+               write_tar, good_shard, mixed_shards):
         setattr(b, fn.__name__, staticmethod(fn))
     return b
 

@@ -5,53 +5,24 @@ import json
 
 from recaption.run import main
 
-HF_ONLY = ("fingerprint", "timings", "images_per_s", "new_tokens_per_s", "worker", "finished_at")
-
-
-def args(inp, out, model, *extra):
-    return ["--input", str(inp), "--output", str(out), "--model.path", model, "--tasks", "[detailed,short]",
-            "--model.max_pixels", "12544", "--generation.max_new_tokens", "6", "--generation.batch_size", "4",
-            "--decode.workers", "0", "--progress", "false", "--lease.poll_s", "0.1", *extra]
-
 
 def openai_args(server, *extra):
     return ["--engine", "openai", "--openai.base_url", server.base_url, "--openai.model", server.name,
             "--openai.backoff_s", "0.01", "--openai.concurrency", "3", "--openai.window", "5", *extra]
 
 
-def outputs(out):
-    """{file name: content} of the sidecars, and the stats without the fields that differ between runs/engines."""
-    files = {p.name: p.read_text() for p in sorted(out.glob("*.omnicap.json"))}
-    stats = {p.name: {k: v for k, v in json.loads(p.read_text()).items() if k not in HF_ONLY}
-             for p in sorted(out.glob("*.stats.json"))}
-    for s in stats.values():  # details may hold object addresses (`<_io.BytesIO object at 0x...>`)
-        s["error_examples"] = {k: [e["key"] for e in v] for k, v in s["error_examples"].items()}
-    return files, stats
-
-
-def mixed_shards(tmp_path, shards):
-    shards.good_shard(tmp_path / "in" / "00000.tar", 7)
-    members = []
-    for i, (name, (ext, data)) in enumerate(shards.odd_format_images().items()):
-        members += [(f"odd{i}_{name}.{ext}", data)]
-    for cls, sample in shards.bad_samples().items():
-        members += [(f"bad_{cls}.{ext}", data) for ext, data in sample]
-    shards.write_tar(tmp_path / "in" / "00001.tar", members)
-    return tmp_path / "in/{00000..00001}.tar"
-
-
-def test_openai_equals_hf_through_retries(tmp_path, shards, lively_model, served):
+def test_openai_equals_hf_through_retries(tmp_path, shards, lively_model, served, job):
     """Every request's first try fails (429 with Retry-After, 503, or a dropped connection); retries recover them
     all, and captions, token counts, error counts and sidecars equal the in-process engine's."""
-    inp = mixed_shards(tmp_path, shards)
+    inp = shards.mixed_shards(tmp_path / "in", 7)
     # the server captions each request alone: hf with batch size 1 is the same computation (another batch shape
     # can flip a near-tie of the random model through fp32 rounding)
-    assert main(args(inp, tmp_path / "hf", lively_model, "--generation.batch_size", "1")) == 0
+    assert main(job.args(inp, tmp_path / "hf", lively_model, "--generation.batch_size", "1")) == 0
     kinds = [(429, "0"), (503, None), "drop"]
     served.fail = lambda r: kinds[len(served.log) % 3] if r.attempt == 1 else None
-    assert main(args(inp, tmp_path / "openai", lively_model, *openai_args(served))) == 0
-    hf_files, hf_stats = outputs(tmp_path / "hf")
-    files, stats = outputs(tmp_path / "openai")
+    assert main(job.args(inp, tmp_path / "openai", lively_model, *openai_args(served))) == 0
+    hf_files, hf_stats = job.outputs(tmp_path / "hf")
+    files, stats = job.outputs(tmp_path / "openai")
     assert files == hf_files
     for name in hf_stats:
         assert {k: v for k, v in stats[name].items() if v != hf_stats[name][k]} == {}, hf_stats[name]
@@ -65,7 +36,7 @@ def test_openai_equals_hf_through_retries(tmp_path, shards, lively_model, served
     assert fingerprint["engine"]["version"] == "server chat_server-test"
 
 
-def test_failed_requests_are_engine_errors_and_the_shard_goes_on(tmp_path, shards, lively_model, served):
+def test_failed_requests_are_engine_errors_and_the_shard_goes_on(tmp_path, shards, lively_model, served, job):
     from PIL import Image
 
     members = [(f"good{i}.jpg", shards.encode(shards.picture(i), "JPEG")) for i in range(3)]
@@ -83,8 +54,8 @@ def test_failed_requests_are_engine_errors_and_the_shard_goes_on(tmp_path, shard
 
     served.fail = fail
     out = tmp_path / "out"
-    assert main(args(tmp_path / "00000.tar", out, lively_model, "--tasks", "[detailed]",
-                     *openai_args(served, "--openai.retries", "2"))) == 0
+    assert main(job.args(tmp_path / "00000.tar", out, lively_model, "--tasks", "[detailed]",
+                         *openai_args(served, "--openai.retries", "2"))) == 0
     stats = json.loads((out / "00000.stats.json").read_text())
     assert stats["errors"]["engine_error"] == 2 and stats["captioned"] == 3
     details = {e["key"]: e["detail"] for e in stats["error_examples"]["engine_error"]}
@@ -94,16 +65,16 @@ def test_failed_requests_are_engine_errors_and_the_shard_goes_on(tmp_path, shard
     assert sum(1 for _, s in served.log if s == 500) == 3 and sum(1 for _, s in served.log if s == 400) == 1
 
 
-def test_api_key_wrong_model_and_unreachable_server(tmp_path, shards, lively_model, served, monkeypatch, capsys):
+def test_api_key_wrong_model_and_unreachable_server(tmp_path, shards, lively_model, served, monkeypatch, capsys, job):
     shards.good_shard(tmp_path / "00000.tar", 1)
     monkeypatch.setenv("MY_KEY", "secret-1")
     out = tmp_path / "out"
-    assert main(args(tmp_path / "00000.tar", out, lively_model, *openai_args(served, "--openai.api_key_env",
-                                                                              "MY_KEY"))) == 0
+    assert main(job.args(tmp_path / "00000.tar", out, lively_model, *openai_args(served, "--openai.api_key_env",
+                                                                                  "MY_KEY"))) == 0
     assert served.authorizations and set(served.authorizations) == {"Bearer secret-1"}
     capsys.readouterr()
     wrong = ["--engine", "openai", "--openai.base_url", served.base_url, "--openai.model", "nope"]
-    assert main(args(tmp_path / "00000.tar", tmp_path / "o2", lively_model, *wrong)) == 2
+    assert main(job.args(tmp_path / "00000.tar", tmp_path / "o2", lively_model, *wrong)) == 2
     assert "'nope' is not served" in capsys.readouterr().err
     import socket
 
@@ -111,17 +82,17 @@ def test_api_key_wrong_model_and_unreachable_server(tmp_path, shards, lively_mod
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     dead = ["--engine", "openai", "--openai.base_url", f"http://127.0.0.1:{port}/v1", "--openai.model", "x"]
-    assert main(args(tmp_path / "00000.tar", tmp_path / "o3", lively_model, *dead)) == 2
+    assert main(job.args(tmp_path / "00000.tar", tmp_path / "o3", lively_model, *dead)) == 2
     assert f"127.0.0.1:{port}/v1" in capsys.readouterr().err
-    assert main(args(tmp_path / "00000.tar", tmp_path / "o4", lively_model, "--engine", "openai")) == 2
+    assert main(job.args(tmp_path / "00000.tar", tmp_path / "o4", lively_model, "--engine", "openai")) == 2
     assert "--openai.base_url" in capsys.readouterr().err
 
 
-def test_switching_engine_is_a_fingerprint_change(tmp_path, shards, lively_model, served, capsys):
+def test_switching_engine_is_a_fingerprint_change(tmp_path, shards, lively_model, served, capsys, job):
     shards.good_shard(tmp_path / "00000.tar", 2)
     out = tmp_path / "out"
-    assert main(args(tmp_path / "00000.tar", out, lively_model)) == 0
+    assert main(job.args(tmp_path / "00000.tar", out, lively_model)) == 0
     capsys.readouterr()
-    assert main(args(tmp_path / "00000.tar", out, lively_model, *openai_args(served))) == 2
+    assert main(job.args(tmp_path / "00000.tar", out, lively_model, *openai_args(served))) == 2
     assert "engine.name: 'hf' -> 'openai'" in capsys.readouterr().err
-    assert main(args(tmp_path / "00000.tar", out, lively_model, *openai_args(served), "--overwrite")) == 0
+    assert main(job.args(tmp_path / "00000.tar", out, lively_model, *openai_args(served), "--overwrite")) == 0

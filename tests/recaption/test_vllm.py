@@ -31,18 +31,12 @@ VLLM = ["--engine", "vllm", "--vllm.dtype", "float32", "--vllm.enforce_eager", "
         "1024", "--vllm.max_num_seqs", "16", "--vllm.window", "8"]
 
 
-def args(inp, out, model, *extra):
-    return ["--input", str(inp), "--output", str(out), "--model.path", model, "--tasks", "[detailed,short]",
-            "--model.max_pixels", "12544", "--generation.max_new_tokens", "6", "--generation.batch_size", "4",
-            "--decode.workers", "0", "--progress", "false", "--lease.poll_s", "0.1", *extra]
-
-
 @pytest.fixture(scope="module")
-def vllm_engine(lively_model_hd32):
+def vllm_engine(lively_model_hd32, job):
     from recaption.engines import VllmEngine
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    engine = VllmEngine(parse(RecaptionConfig, args("unused", "unused", lively_model_hd32, *VLLM)))
+    engine = VllmEngine(parse(RecaptionConfig, job.args("unused", "unused", lively_model_hd32, *VLLM)))
     yield engine
     engine.close()
 
@@ -51,39 +45,19 @@ def run_vllm(engine, argv) -> int:
     return run(parse(RecaptionConfig, argv), engine)
 
 
-def outputs(out):
-    skip = ("fingerprint", "timings", "images_per_s", "new_tokens_per_s", "worker", "finished_at")
-    files = {p.name: p.read_text() for p in sorted(out.glob("*.omnicap.json"))}
-    stats = {p.name: {k: v for k, v in json.loads(p.read_text()).items() if k not in skip}
-             for p in sorted(out.glob("*.stats.json"))}
-    for s in stats.values():  # details may hold object addresses (`<_io.BytesIO object at 0x...>`)
-        s["error_examples"] = {k: [e["key"] for e in v] for k, v in s["error_examples"].items()}
-    return files, stats
-
-
-def mixed_shards(tmp_path, shards):
-    shards.good_shard(tmp_path / "in" / "00000.tar", 9)
-    members = []
-    for i, (name, (ext, data)) in enumerate(shards.odd_format_images().items()):
-        members += [(f"odd{i}_{name}.{ext}", data)]
-    for cls, sample in shards.bad_samples().items():
-        members += [(f"bad_{cls}.{ext}", data) for ext, data in sample]
-    shards.write_tar(tmp_path / "in" / "00001.tar", members)
-    return tmp_path / "in/{00000..00001}.tar"
-
-
 @pytest.mark.timeout(1800)  # the shared engine starts in this test: 4-5 min on 2 busy cores
-def test_hf_vllm_and_openai_give_identical_outputs(tmp_path, shards, lively_model_hd32, vllm_engine, chat_server_for):
+def test_hf_vllm_and_openai_give_identical_outputs(tmp_path, shards, lively_model_hd32, vllm_engine, chat_server_for,
+                                                   job):
     """The loopback server captions each request alone, so its reference is hf with batch size 1: a random model
     has near-ties that fp32 rounding of another batch shape can flip (seen once in 66 captions here)."""
-    inp, model = mixed_shards(tmp_path, shards), lively_model_hd32
-    assert main(args(inp, tmp_path / "hf", model)) == 0
-    assert main(args(inp, tmp_path / "hf1", model, "--generation.batch_size", "1")) == 0
-    assert run_vllm(vllm_engine, args(inp, tmp_path / "vllm", model, *VLLM)) == 0
+    inp, model = shards.mixed_shards(tmp_path / "in", 9), lively_model_hd32
+    assert main(job.args(inp, tmp_path / "hf", model)) == 0
+    assert main(job.args(inp, tmp_path / "hf1", model, "--generation.batch_size", "1")) == 0
+    assert run_vllm(vllm_engine, job.args(inp, tmp_path / "vllm", model, *VLLM)) == 0
     server = chat_server_for(model)
-    assert main(args(inp, tmp_path / "openai", model, "--engine", "openai", "--openai.base_url", server.base_url,
-                     "--openai.model", server.name)) == 0
-    hf, hf1, vllm, openai = (outputs(tmp_path / name) for name in ("hf", "hf1", "vllm", "openai"))
+    assert main(job.args(inp, tmp_path / "openai", model, "--engine", "openai", "--openai.base_url", server.base_url,
+                         "--openai.model", server.name)) == 0
+    hf, hf1, vllm, openai = (job.outputs(tmp_path / name) for name in ("hf", "hf1", "vllm", "openai"))
     assert len({c for v in json.loads(hf[0]["00000.omnicap.json"]).values() for c in v.values()}) > 3
     assert vllm == hf
     assert openai == hf1
@@ -118,7 +92,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 @pytest.mark.timeout(2400)  # the killed worker starts its own engine
-def test_vllm_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, shards, lively_model_hd32, vllm_engine):
+def test_vllm_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, shards, lively_model_hd32, vllm_engine, job):
     """As tests/recaption/test_workers.py does for hf: shard 00001 stalls after five samples (a `pipe:` url), the
     worker (`python -m recaption run --engine vllm`, its own engine) is killed with SIGKILL, and the same command
     run again (here with the session's engine) resumes; the outputs equal an uninterrupted run's."""
@@ -159,7 +133,7 @@ def test_vllm_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, shards, 
 
     assert run_vllm(vllm_engine, ["--output", str(out), *settings]) == 0
     assert run_vllm(vllm_engine, ["--output", str(tmp_path / "ref"), *settings]) == 0
-    resumed, reference = outputs(out), outputs(tmp_path / "ref")
+    resumed, reference = job.outputs(out), job.outputs(tmp_path / "ref")
     assert list(resumed[0]) == ["00000.omnicap.json", "00001.omnicap.json", "00002.omnicap.json"]
     assert resumed == reference
     for name, n in zip(resumed[0], sizes):

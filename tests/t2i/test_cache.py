@@ -92,3 +92,18 @@ def test_each_cache_file_loads_once_per_pass_although_the_shuffle_buffer_mixes_s
     batches = iter(make_loader(ShardStream(cfg.data, cache_fingerprint=cache.fingerprint(cfg))))
     keys = [k for _ in range(3) for k in next(batches).keys]  # 12 samples out, 18 read: 4 shards + 1 of epoch 1
     assert len(set(keys)) == 12 and len(loads) == 5, loads
+
+
+def test_safetensors_table_keeps_fallback_flags(tmp_path):
+    """A caption taken from data.caption.fallback stays marked through the file (the trainer then ignores the style
+    weights for it and counts it), and other entries stay unmarked."""
+    def states():
+        return {"pos": torch.arange(3, dtype=torch.int16), "states": torch.randn(3, 4)}
+
+    table = {"__meta__": {"fingerprint": "x"}, "__null__": states(),
+             "a": {"latent": torch.randn(2, 2, 2), "texts": {"short": "a cat"}, "states": {"short": states()}},
+             "b": {"latent": torch.randn(2, 2, 2), "texts": "alt b", "states": {"text": states()}, "fallback": True}}
+    cache.write_table(table, tmp_path / "t.safetensors")
+    back = cachefile.read_table(tmp_path / "t.safetensors")
+    assert back["b"]["fallback"] is True and "fallback" not in back["a"] and back["b"]["texts"] == "alt b"
+    assert torch.equal(back["a"]["states"]["short"]["states"], table["a"]["states"]["short"]["states"])

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from t2i.captions import CaptionSource, CaptionSourceError
 from t2i.data import (
     CaptionConfig,
     DataConfig,
@@ -286,3 +287,35 @@ def test_state_saved_as_cursors_restarts_at_the_next_epoch(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="t2i.data"):
         stream = ShardStream(cfg, resume=old)
     assert stream.start.first_epoch == 1 and "raw-sample cursors" in caplog.text
+
+
+def test_sidecar_of_the_older_key_rule_is_read_by_webdatasets_keys(tmp_path, caplog):
+    """recaption once keyed `cat.v2.png` as `cat.v2`; webdataset (and now every reader) says `cat`."""
+    _tar(tmp_path / "a.tar", {"cat.v2": {"png": _png(), "txt": b"alt"}, "dog": {"png": _png(), "txt": b"alt"}})
+    (tmp_path / "a.omnicap.json").write_text(json.dumps({"cat.v2": {"short": "old cat"}, "dog": {"short": "dog"}}))
+    cfg = DataConfig(shards=[str(tmp_path / "a.tar")], resolution=8, batch_size=2, shuffle_buffer=0,
+                     caption=CaptionConfig(source="sidecar", dropout=0))  # fmt: skip
+    (batch,) = _batches(cfg)
+    assert batch.keys == ["cat", "dog"] and batch.captions == ["old cat", "dog"]
+    assert "older key rule" in caplog.text and "--overwrite" in caplog.text
+
+
+def test_json_member_that_is_not_a_caption_map_is_refused_by_name(tmp_path):
+    meta = json.dumps({"url": "http://x/1.jpg", "key": "000000001", "status": "success", "caption": "alt",
+                       "width": 40, "sha256": "ab"}).encode()  # img2dataset's metadata
+    _tar(tmp_path / "a.tar", {"000000001": {"png": _png(), "txt": b"alt", "json": meta}})
+    cfg = DataConfig(shards=[str(tmp_path / "a.tar")], resolution=8, batch_size=1, shuffle_buffer=0,
+                     caption=CaptionConfig(source="member", dropout=0))  # fmt: skip
+    with pytest.raises(CaptionSourceError, match=r"member \.json of sample '000000001' in .*a\.tar.*img2dataset"):
+        _batches(cfg)
+    cfg.caption.field = "caption"  # what the message suggests
+    assert _batches(cfg)[0].captions == ["alt"]
+
+
+def test_fallback_caption_for_samples_without_one_is_counted(tmp_path):
+    _tar(tmp_path / "a.tar", {str(i): {"png": _png(), "txt": f"alt {i}".encode()} for i in range(3)})
+    (tmp_path / "a.omnicap.json").write_text(json.dumps({"0": {"short": "recaptioned"}, "1": {"short": ""}}))
+    caption = CaptionConfig(source="sidecar", weights={"short": 1}, dropout=0, fallback=CaptionSource(source="txt"))
+    cfg = DataConfig(shards=[str(tmp_path / "a.tar")], resolution=8, batch_size=3, shuffle_buffer=0, caption=caption)
+    (batch,) = _batches(cfg)
+    assert batch.captions == ["recaptioned", "alt 1", "alt 2"] and batch.fallbacks == 2 and batch.n_bad == 0
