@@ -10,6 +10,7 @@ import pytest
 
 from eval import captions
 from eval.captions import coco_metrics, load_references
+from omnicap.cli import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -106,6 +107,6 @@ def test_toy_world_table(toy_eval, tmp_path):
 def test_bad_input_is_named(tmp_path):
     with pytest.raises(SystemExit, match="--references FILE"):
         captions.main([])
-    with pytest.raises(FileNotFoundError, match="references not found"):
+    with pytest.raises(UserError, match="--references / --images_root: no such file or folder: .*nope.jsonl"):
         captions.main(["--references", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path),
                        "--sources", "{x: {path: y}}"])  # fmt: skip
