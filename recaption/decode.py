@@ -81,14 +81,16 @@ _FIT: Fit | None = None
 _LIMITS = Limits()
 
 
-def _init_worker(fit: Fit, limits: Limits) -> None:
+def _init_worker(fit: Fit, limits: Limits, parent: int) -> None:
     global _FIT, _LIMITS
     _FIT, _LIMITS = fit, limits
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 def _exit_with_parent(parent: int) -> None:
-    """A worker whose parent was killed (kill -9 leaves no time to shut the pool down) exits instead of lingering."""
+    """A worker whose parent was killed (kill -9 leaves no time to shut the pool down) exits instead of lingering.
+    `parent` is the pid that made the pool, not os.getppid() read here: a spawned worker still importing when its
+    parent was killed would read its new parent (init) and wait for it forever."""
     while os.getppid() == parent:
         time.sleep(1.0)
     os._exit(0)
@@ -117,7 +119,7 @@ class DecodePool:
             # spawn: the parent holds torch threads (and maybe CUDA), which fork would copy in a broken state
             self._executor = ProcessPoolExecutor(
                 self.workers, multiprocessing.get_context("spawn"), initializer=_init_worker,
-                initargs=(self.fit, self.limits),
+                initargs=(self.fit, self.limits, os.getpid()),
             )
         return self._executor
 
