@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
+
+from t2i.pipeline import RenderSettings, load_pipeline, render
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,6 +35,12 @@ def test_cli_writes_the_grid_and_the_losses(tmp_path):
     assert [v["sigma"] for v in result["loss"]] == [0.5] and result["loss"][0]["own_caption"] > 0
     grid = Image.open(out / "diagnose.png")
     assert grid.size == (3 * 32 * 2, len(result["rows"]) * 32 * 2)  # images, x̂0, 2 guidance scales, unconditional
+    # the guidance-1 sample is the pipeline's own render at 32 px (not drawn at a 512-px table size and shrunk)
+    row = result["rows"].index("samples guidance 1")
+    drawn = np.asarray(grid)[row * 64 : (row + 1) * 64 : 2, 0:64:2].astype(int)
+    settings = RenderSettings(height=32, width=32, steps=2, guidance_scale=1.0)
+    own = np.asarray(render(load_pipeline(tmp_path / "pipeline"), result["captions"][:1], [0], settings)[0]).astype(int)
+    assert np.abs(drawn - own).max() <= 1
 
     missing = run("bench/t2i_diagnose.py", "--pipeline", str(tmp_path), f"--shards=[{tmp_path / 'shards'}]")
     assert missing.returncode != 0 and "not a pipeline folder" in missing.stderr
