@@ -342,16 +342,23 @@ def _parse(body: dict):
 
 
 def saved_pixel_bounds(path: str) -> tuple[int | None, int | None]:
-    """The pixel bounds saved with a local model folder's image processor (None, None when there is none)."""
+    """The pixel bounds saved with a local model folder's image processor (None, None when there are none): those the
+    in-process engines use. transformers >= 5 saves them in processor_config.json under "image_processor", earlier
+    versions in preprocessor_config.json; `size` is read first, as `Captioner` and the vllm engine read it."""
     import json
     from pathlib import Path
 
-    config = Path(path) / "preprocessor_config.json"
-    if not config.is_file():
-        return None, None
-    saved = json.loads(config.read_text())
-    size = saved.get("size") or {}
-    return (saved.get("min_pixels") or size.get("shortest_edge"), saved.get("max_pixels") or size.get("longest_edge"))
+    for name, section in (("processor_config.json", "image_processor"), ("preprocessor_config.json", None)):
+        config = Path(path) / name
+        if not config.is_file():
+            continue
+        saved = json.loads(config.read_text())
+        saved = saved.get(section) or {} if section else saved
+        size = saved.get("size") or {}
+        bounds = (size.get("shortest_edge") or saved.get("min_pixels"), size.get("longest_edge") or saved.get("max_pixels"))
+        if bounds != (None, None):
+            return bounds
+    return None, None
 
 
 def load_engine(cfg: RecaptionConfig, local_rank: int = 0) -> EngineBase:

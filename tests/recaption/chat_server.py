@@ -8,7 +8,8 @@
 Endpoints: GET /v1/models, GET /version, POST /v1/chat/completions (one image + the task's system prompt and
 question, as the job sends them; the task type is found from those texts in the registry). Each request is captioned
 alone (`Captioner.caption([image], task)`), one at a time; token counts come back in `usage` exactly as the
-Captioner counts them. Nothing is faked: every caption is the model's output.
+Captioner counts them. Nothing is faked: every caption is the model's output. `server.refitted` lists the sizes of
+the images the Captioner had to resize (a client that fits images to the model's bounds sends none).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from PIL import Image
 
+from captioner.media import is_fitted
 from captioner.tasks import TASKS
 
 
@@ -49,6 +51,8 @@ class ChatServer:
         """(task, status) per request answered"""
         self.authorizations: list[str | None] = []
         self.attempts: Counter = Counter()
+        self.refitted: list[tuple[int, int]] = []
+        """(width, height) of each image received that the Captioner had to fit again"""
         self._lock = threading.Lock()
         self._by_prompt = {(t.system, t.question): name for name, t in TASKS.items()}
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -65,6 +69,7 @@ class ChatServer:
         self.log.clear()
         self.authorizations.clear()
         self.attempts.clear()
+        self.refitted.clear()
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -78,6 +83,8 @@ class ChatServer:
         if sampling:
             kwargs.update(temperature=body["temperature"], top_p=body.get("top_p", 1.0), top_k=body.get("top_k", 0))
         with self._lock:
+            if not is_fitted(request.image, self.captioner.min_pixels, self.captioner.max_pixels):
+                self.refitted.append(request.image.size)
             result = self.captioner.caption([request.image], request.task, **kwargs)[0]
         return {
             "id": f"chatcmpl-{len(self.log)}", "object": "chat.completion", "model": self.name,

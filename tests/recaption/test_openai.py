@@ -23,6 +23,7 @@ def test_openai_equals_hf_through_retries(tmp_path, shards, lively_model, served
     assert main(job.args(inp, tmp_path / "openai", lively_model, *openai_args(served))) == 0
     hf_files, hf_stats = job.outputs(tmp_path / "hf")
     files, stats = job.outputs(tmp_path / "openai")
+    assert served.refitted == []  # the client fitted every image to the model's saved bounds, as hf does
     assert files == hf_files
     for name in hf_stats:
         assert {k: v for k, v in stats[name].items() if v != hf_stats[name][k]} == {}, hf_stats[name]
@@ -96,3 +97,13 @@ def test_switching_engine_is_a_fingerprint_change(tmp_path, shards, lively_model
     assert main(job.args(tmp_path / "00000.tar", out, lively_model, *openai_args(served))) == 2
     assert "engine.name: 'hf' -> 'openai'" in capsys.readouterr().err
     assert main(job.args(tmp_path / "00000.tar", out, lively_model, *openai_args(served), "--overwrite")) == 0
+
+
+def test_openai_engine_fits_to_the_bounds_saved_with_the_model(lively_model):
+    """transformers >= 5 saves the image processor's bounds in processor_config.json (not preprocessor_config.json):
+    the client must read them there, or images below the model's min_pixels go out smaller than hf fits them."""
+    from captioner.inference import Captioner
+    from recaption.engines import saved_pixel_bounds
+
+    captioner = Captioner.from_pretrained(lively_model)
+    assert saved_pixel_bounds(lively_model) == (captioner.min_pixels, captioner.max_pixels)
