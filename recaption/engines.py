@@ -355,7 +355,8 @@ def saved_pixel_bounds(path: str) -> tuple[int | None, int | None]:
         saved = json.loads(config.read_text())
         saved = saved.get(section) or {} if section else saved
         size = saved.get("size") or {}
-        bounds = (size.get("shortest_edge") or saved.get("min_pixels"), size.get("longest_edge") or saved.get("max_pixels"))
+        bounds = (size.get("shortest_edge") or saved.get("min_pixels"),
+                  size.get("longest_edge") or saved.get("max_pixels"))
         if bounds != (None, None):
             return bounds
     return None, None

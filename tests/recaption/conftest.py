@@ -6,8 +6,11 @@ from __future__ import annotations
 import io
 import json
 import struct
+import subprocess
 import sys
 import tarfile
+import threading
+import time
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -139,10 +142,75 @@ def comparable_outputs(out: Path):
     return files, stats
 
 
+SLOW_CAT = """#!/bin/sh
+# slowcat.sh BYTES STOPFILE FILE: the first BYTES of FILE, then nothing until STOPFILE exists, then the rest
+head -c "$1" "$3"
+while [ ! -e "$2" ]; do sleep 0.05; done
+tail -c +"$(($1 + 1))" "$3"
+"""
+
+
+def stalling_input(folder: Path, sizes: list[int], stall_before: int) -> tuple[str, Path]:
+    """Shards folder/in/0000S.tar of `sizes[S]` good samples (keys from 100*S); shard 00001 is read through a
+    `pipe:` url that stalls before its sample `stall_before` until the returned stop file exists. Returns the
+    input pattern and the stop file."""
+    for s, n in enumerate(sizes):
+        good_shard(folder / "in" / f"{s:05d}.tar", n, start=100 * s)
+    with tarfile.open(folder / "in" / "00001.tar") as tf:
+        stall_at = tf.getmember(f"{100 + stall_before:09d}.jpg").offset
+    script, stop = folder / "slowcat.sh", folder / "stop"
+    script.write_text(SLOW_CAT)
+    shard = f"pipe:sh {script} {stall_at} {stop} {folder}/in/00001.tar"
+    return f"{folder}/in/00000.tar::{shard}::{folder}/in/00002.tar", stop
+
+
+def watch_stderr(proc, pattern: str) -> tuple[threading.Event, list[str]]:
+    """Reads `proc.stderr` on a thread: the event is set once a line holds `pattern`; the list gathers the lines."""
+    seen, lines = threading.Event(), []
+
+    def read():
+        for line in proc.stderr:
+            lines.append(line)
+            if pattern in line:
+                seen.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return seen, lines
+
+
+def descendants(pid: int) -> list[str]:
+    """The pids of all processes below `pid` (children, theirs, ...)."""
+    out, todo = [], [str(pid)]
+    while todo:
+        found = subprocess.run(["pgrep", "-P", todo.pop()], capture_output=True, text=True).stdout.split()
+        out += found
+        todo += found
+    return out
+
+
+def alive(pids: list[str], wait_s: float) -> list[str]:
+    """The pids still running (zombies count as exited) once all have exited or `wait_s` has passed."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        running = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if state != "Z":
+                running.append(pid)
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def job():
-    """`job.args(inp, out, model, *extra)`: a small fast job's argv; `job.outputs(out)`: its comparable outputs."""
-    return SimpleNamespace(args=job_args, outputs=comparable_outputs)
+    """`job.args(inp, out, model, *extra)`: a small fast job's argv; `job.outputs(out)`: its comparable outputs; the
+    kill -9 tests' helpers `slow_cat` (SLOW_CAT), `stalling_input`, `watch_stderr`, `descendants`, `alive`."""
+    return SimpleNamespace(args=job_args, outputs=comparable_outputs, slow_cat=SLOW_CAT, stalling_input=stalling_input,
+                           watch_stderr=watch_stderr, descendants=descendants, alive=alive)
 
 @pytest.fixture
 def shards():

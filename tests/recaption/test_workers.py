@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from pathlib import Path
@@ -49,12 +48,12 @@ def test_toy_config_smoke_as_a_user_runs_it(tmp_path, shards):
 
 @pytest.mark.timeout(1800)  # waits below are fail-safes for a loaded machine, not speed checks
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
-def test_torchrun_two_workers_caption_each_shard_once(tmp_path, shards, lively_model):
+def test_torchrun_two_workers_caption_each_shard_once(tmp_path, shards, lively_model, job):
     """Every shard is read through a `pipe:` url that streams nothing until the test lets it, and the test lets it
     only once both workers have claimed a shard: the first worker to load its model cannot caption the whole job
     before the other has started, whatever the machine's speed (a race this test used to lose 1 run in 3)."""
     script, stop = tmp_path / "slowcat.sh", tmp_path / "stop"
-    script.write_text(SLOW_CAT)
+    script.write_text(job.slow_cat)
     for s in range(4):
         shards.good_shard(tmp_path / "in" / f"{s:05d}.tar", 3, start=3 * s)
     inp = "::".join(f"pipe:sh {script} 0 {stop} {tmp_path}/in/{s:05d}.tar" for s in range(4))
@@ -90,52 +89,14 @@ def test_torchrun_two_workers_caption_each_shard_once(tmp_path, shards, lively_m
     assert not list((tmp_path / "out").glob("*.lease*"))
 
 
-def _wait_for(stream, pattern: str, seen: threading.Event, lines: list):
-    for line in stream:
-        lines.append(line)
-        if pattern in line:
-            seen.set()
-
-
-def alive(pids: list[str], wait_s: float) -> list[str]:
-    """The pids still running (zombies count as exited) once all have exited or `wait_s` has passed."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        running = []
-        for pid in pids:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if state != "Z":
-                running.append(pid)
-        if not running or time.monotonic() > deadline:
-            return running
-        time.sleep(0.2)
-
-
-SLOW_CAT = """#!/bin/sh
-# slowcat.sh BYTES STOPFILE FILE: the first BYTES of FILE, then nothing until STOPFILE exists, then the rest
-head -c "$1" "$3"
-while [ ! -e "$2" ]; do sleep 0.05; done
-tail -c +"$(($1 + 1))" "$3"
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["hf", "openai"])
-def test_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, shards, lively_model, engine, request):
+def test_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, lively_model, engine, request, job):
     """Shard 00001 is read through a `pipe:` url that stalls after its fifth sample, so the worker is killed while
     that shard is half captioned, whatever the machine's speed. openai: the worker captions through a loopback server
     of the same model (tests/recaption/chat_server.py)."""
     sizes = [3, 8, 3]
-    for s, n in enumerate(sizes):
-        shards.good_shard(tmp_path / "in" / f"{s:05d}.tar", n, start=100 * s)
-    with tarfile.open(tmp_path / "in" / "00001.tar") as tf:
-        stall_at = tf.getmember("000000105.jpg").offset  # samples 100..104 arrive, then the stream stalls
-    script, stop = tmp_path / "slowcat.sh", tmp_path / "stop"
-    script.write_text(SLOW_CAT)
-    inp = f"{tmp_path}/in/00000.tar::pipe:sh {script} {stall_at} {stop} {tmp_path}/in/00001.tar::{tmp_path}/in/00002.tar"
+    inp, stop = job.stalling_input(tmp_path, sizes, stall_before=5)  # samples 100..104 arrive, then the stream stalls
     settings = fast(lively_model, "--generation.batch_size", "1", "--decode.workers", "1", "--tasks", "[detailed]")
     if engine == "openai":
         server = request.getfixturevalue("served")
@@ -144,8 +105,7 @@ def test_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, shards, livel
 
     victim = subprocess.Popen([sys.executable, "-m", "recaption", "run", "--input", inp, "--output",
                                str(tmp_path / "out"), *settings], cwd=REPO, env=ENV, stderr=subprocess.PIPE, text=True)
-    started, lines = threading.Event(), []
-    threading.Thread(target=_wait_for, args=(victim.stderr, "00001: captioning", started, lines), daemon=True).start()
+    started, lines = job.watch_stderr(victim, "00001: captioning")
     assert started.wait(240), "".join(lines)[-3000:]
     time.sleep(2.0)  # it captions the samples that arrived, then waits for the rest of the shard
     children = subprocess.run(["pgrep", "-P", str(victim.pid)], capture_output=True, text=True).stdout.split()
@@ -166,4 +126,4 @@ def test_kill9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, shards, livel
         keys = list(json.loads(resumed[name]))
         assert len(keys) == len(set(keys)) == n
     assert not list(out.glob("*.tmp-*")) and not list(out.glob("*.lease"))
-    assert not alive(children, wait_s=120), children  # the killed worker's children exit (they poll for it each second)
+    assert not job.alive(children, wait_s=120), children  # the killed worker's children exit (they poll each second)
