@@ -26,6 +26,8 @@ import io
 import math
 import os
 import random
+import subprocess
+import sys
 from dataclasses import dataclass
 
 from PIL import Image
@@ -117,6 +119,49 @@ def _gpus_for_this_worker(local_rank: int, per_engine: int, env=os.environ) -> N
         env.pop(name, None)
 
 
+REAPER = """
+import signal, sys
+import psutil
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker; this process waits for it to end
+pids = [int(p) for p in sys.argv[1:]]
+if sys.stdin.read() != "closed":  # EOF without the word: the worker died without closing its engine
+    procs = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            procs += [proc, *proc.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+"""
+
+
+class _Reaper:
+    """Kills the processes a vLLM engine started in this worker (its engine core and that one's workers) if this
+    worker dies without closing the engine (kill -9, OOM killer): vLLM's engine core does not watch the process that
+    started it, so it would live on holding its memory (GPU memory on a GPU) and its CPU threads. The reaper is a
+    small process reading a pipe from this one: end of file without the word "closed" means this worker is gone."""
+
+    def __init__(self, pids: list[int]):
+        self.proc = subprocess.Popen([sys.executable, "-c", REAPER, *map(str, pids)], stdin=subprocess.PIPE,
+                                     text=True) if pids else None
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.communicate("closed", timeout=30)
+
+
+def _children() -> set[int]:
+    import psutil  # a dependency of vLLM
+
+    return {c.pid for c in psutil.Process().children()}
+
+
 class VllmEngine(EngineBase):
     """An offline `vllm.LLM` fed with the job's fitted images (vLLM's processor then only normalises and patches)."""
 
@@ -151,6 +196,7 @@ class VllmEngine(EngineBase):
             from vllm import LLM
 
             side = max(28, math.isqrt(self.max_pixels) // 28 * 28)  # the largest image vLLM profiles memory for
+            before = _children()
             llm = LLM(model=model.path, revision=model.revision, dtype=self.dtype, max_model_len=v.max_model_len,
                       gpu_memory_utilization=v.gpu_memory_utilization, max_num_seqs=v.max_num_seqs,
                       tensor_parallel_size=v.tensor_parallel_size, enforce_eager=v.enforce_eager,
@@ -158,6 +204,9 @@ class VllmEngine(EngineBase):
                       limit_mm_per_prompt={"image": {"count": 1, "width": side, "height": side}, "video": 0},
                       mm_processor_kwargs={"min_pixels": self.min_pixels, "max_pixels": self.max_pixels},
                       **self._extra)
+            self._reaper = _Reaper(sorted(_children() - before))
+        else:
+            self._reaper = _Reaper([])
         self.llm = llm
 
     def caption(self, images: list, tasks: list[str], *, max_new_tokens: int, do_sample: bool = False,
@@ -201,6 +250,7 @@ class VllmEngine(EngineBase):
                 getattr(llm.llm_engine, "engine_core", None), "shutdown", None)
             if shutdown is not None:
                 shutdown()
+        self._reaper.close()
 
 
 @dataclass

@@ -1,6 +1,11 @@
 """Engine selection that needs no model: GPUs per vLLM worker, and a clear error where vLLM is missing."""
 
 import importlib.util
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +42,34 @@ def test_engine_vllm_without_vllm_is_a_clear_error(tmp_path, shards, capsys):
 def test_unknown_engine_is_rejected_by_name(tmp_path, capsys):
     assert main(["--input", "x.tar", "--output", str(tmp_path), "--engine", "sglang"]) == 2
     assert "engine" in capsys.readouterr().err
+
+
+REAPED_WORKER = """
+import subprocess, sys, time
+from recaption.engines import _Reaper
+orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # stands in for vLLM's engine core
+closed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+_Reaper([closed.pid]).close()  # a closed engine: its reaper exits and kills nothing
+reaper = _Reaper([orphan.pid])
+print(orphan.pid, closed.pid, reaper.proc.pid, flush=True)
+time.sleep(600)  # killed with SIGKILL here, its engine not closed
+"""
+
+
+def test_a_killed_worker_takes_its_vllm_processes_with_it(tmp_path, job):
+    """vLLM's engine core does not watch the worker that started it: after kill -9 of the worker the reaper kills
+    it (and only what the worker handed it: an engine closed in time is left alone)."""
+    pytest.importorskip("psutil")
+    repo = Path(__file__).resolve().parents[2]
+    worker = subprocess.Popen([sys.executable, "-c", REAPED_WORKER], cwd=repo, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(repo)})
+    orphan, closed, reaper = worker.stdout.readline().split()
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(30)
+    try:
+        assert job.alive([orphan, reaper], wait_s=60) == []
+        assert job.alive([closed], wait_s=0) == [closed]
+    finally:
+        for pid in (orphan, closed):
+            if job.alive([pid], wait_s=0):
+                os.kill(int(pid), signal.SIGKILL)
