@@ -6,6 +6,10 @@ changes single settings by their dotted path:
 
     python -m t2i train --config configs/t2i/toy.yaml --optim.lr=3e-4 --data.batch_size 8
 
+A dotted key that reaches inside a dict-valued setting changes that one entry and keeps the others
+(`--model.transformer.tiny.num_layers=6` keeps the file's other `tiny` entries), while a whole value replaces it
+(`--data.caption.weights={short: 1.0}`, or the same mapping in a later YAML file).
+
 `--config` may be given several times (later files win) and a YAML file may start from others with
 `base: [other.yaml, ...]` (paths relative to that file). Unknown keys and wrong types are errors that name the key and
 the file (or the command line) that set it. A renamed setting stays accepted for a while: the root config lists
@@ -191,6 +195,46 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> dict:
     return tree
 
 
+def _into_plain_dict(cls: type, data: dict, dotted: str, value: Any) -> tuple[str, Any]:
+    """A dotted override that reaches inside a dict-valued setting (`model.transformer.tiny.num_layers`) becomes the
+    whole setting with that one entry changed: its value so far (from the files, else its default) plus the entry.
+    Any other override is returned as it is."""
+    parts, section = dotted.split("."), cls
+    for n, key in enumerate(parts[:-1], start=1):
+        inner = _section(section, key)
+        if inner is None:
+            break
+        section = inner
+    else:
+        return dotted, value  # a setting of a section (or an unknown key: validation names it)
+    setting, rest = parts[:n], ".".join(parts[n:])
+    current = _lookup(data, setting)
+    if current is _ABSENT:
+        current = _default(cls, setting)
+    if not isinstance(current, dict):
+        return dotted, value  # not a dict-valued setting: validation explains what it is
+    return ".".join(setting), _set_dotted(_copy_tree(current), rest, value)
+
+
+def _lookup(tree: dict, parts: list[str]) -> Any:
+    for key in parts:
+        if not isinstance(tree, dict) or key not in tree:
+            return _ABSENT
+        tree = tree[key]
+    return tree
+
+
+def _default(cls: type, parts: list[str]) -> Any:
+    """The default value of the setting at `parts` (through the sections' own defaults)."""
+    field = cls.model_fields.get(parts[0])
+    if field is None or field.is_required():
+        return _ABSENT
+    node = field.get_default(call_default_factory=True)
+    for key in parts[1:]:
+        node = getattr(node, key, _ABSENT) if isinstance(node, BaseModel) else _ABSENT
+    return node
+
+
 def _cli_value(text: str) -> Any:
     """Command-line values are read as YAML scalars/flow collections: 3, 0.1, true, null, [a, b], {x: 1}."""
     try:
@@ -244,6 +288,7 @@ def load(cls: type[C], files: list[str | Path] = (), overrides: dict[str, Any] |
     for f in files:
         _read_yaml(Path(f), sources, cls)
     for dotted, value in (overrides or {}).items():
+        dotted, value = _into_plain_dict(cls, sources.data, dotted, value)
         sources.merge(_upgrade(_set_dotted({}, dotted, value), cls, CLI), CLI, cls)
     try:
         return cls.model_validate(sources.data)

@@ -66,6 +66,10 @@ class CaptionConfig(CaptionSource):
     """{task_type: weight} among styles present for an image (renormalised over those present); empty = uniform"""
     dropout: float = 0.1
     """probability that a caption is replaced by the null caption (classifier-free guidance; SANA: 0.1)"""
+    token_dropout: float = 0.0
+    """probability that each caption token after the first is hidden from the transformer's cross-attention (word
+    dropout, drawn per step, so it works on the embedding cache too): a model that always sees colour and shape
+    together learns that one word alone still means an object; 0 = off (the draws are then skipped entirely)"""
     fallback: CaptionSource = CaptionSource()
     """where a sample whose caption from `source` is missing or unusable takes one instead (e.g. {source: txt}: the
     alt-text; its styles drawn uniformly); counted as fallback_captions. none: such samples are skipped"""

@@ -10,6 +10,7 @@ from omnicap.guards import stop_if_not_finite
 from t2i import flow
 from t2i.data import Batch
 from t2i.parts import Parts, encode_latents, predict
+from t2i.text import drop_tokens
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Trainer:
     clip_grad_norm: float
     generator: torch.Generator  # noise and σ draws of this rank
     ema: object | None = None
+    token_dropout: float = 0.0  # data.caption.token_dropout
     step: int = 0  # optimizer steps done
     samples_seen: int = 0  # images this rank trained on
 
@@ -49,6 +51,8 @@ def flow_inputs(tr: Trainer, batch: Batch) -> tuple[flow.FlowBatch, torch.Tensor
         x0 = encode_latents(tr.parts.vae, batch.pixels.to(device)).float()
         text = tr.parts.text.encode_with_dropout(batch.captions, batch.dropped)
         embeds, mask = text.embeds, text.mask
+    if tr.token_dropout > 0:
+        mask = drop_tokens(mask, tr.token_dropout, tr.generator)  # [B, L]
     noise = torch.randn(x0.shape, generator=tr.generator).to(device)
     cfg = tr.flow_cfg
     sigma = flow.sample_sigma(

@@ -37,6 +37,14 @@ class TextStates:
     mask: torch.Tensor  # [B, L] 1 = token, 0 = padding
 
 
+def drop_tokens(mask: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """`mask` [B, L] with each token after the first hidden (set to 0) with probability `p` (word dropout in
+    cross-attention); the first token (BOS) always stays, so no caption is left empty."""
+    keep = torch.rand(mask.shape, generator=generator) >= p  # [B, L]
+    keep[:, 0] = True
+    return mask * keep.to(mask.device, mask.dtype)
+
+
 class TextEncoder:
     """A frozen tokenizer + encoder pair. style 'sana' keeps BOS + the last max_length-1 states after the CHI prefix."""
 

@@ -114,7 +114,10 @@ def build_trainer(cfg: TrainConfig, acc: Accelerator) -> Trainer:
         ema = EMA(acc.unwrap_model(model), cfg.ema.decay, cfg.ema.warmup_steps, cfg.ema.every, cfg.ema.on_cpu)
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)  # noise and σ, distinct per rank
     schedule = make_schedule(optimizer, cfg.optim, cfg.steps)
-    return Trainer(acc, parts, model, optimizer, schedule, cfg.flow, cfg.optim.clip_grad_norm, generator, ema)
+    return Trainer(
+        acc, parts, model, optimizer, schedule, cfg.flow, cfg.optim.clip_grad_norm, generator, ema,
+        token_dropout=cfg.data.caption.token_dropout,
+    )
 
 
 def resume_if_asked(tr: Trainer, cfg: TrainConfig) -> StreamState | None:

@@ -97,6 +97,27 @@ def test_dict_settings_are_replaced_sections_are_merged(tmp_path):
     assert cfg.caption.weights == {"detailed": 0.5} and cfg.caption.dropout == 0.2
 
 
+def test_a_dotted_key_inside_a_dict_setting_changes_one_entry(tmp_path):
+    """`--model.tiny.num_layers=6` over a file's tiny mapping keeps its other entries (it replaced the whole mapping,
+    so a bench's width flags silently trained the factory's default model); a whole mapping still replaces."""
+
+    class Model(Config):
+        tiny: dict[str, int] = {"heads": 2}
+        kwargs: dict[str, dict[str, int]] = {}
+
+    class Root(Config):
+        model: Model = Model()
+
+    f = write(tmp_path, "m.yaml", "model:\n  tiny: {heads: 4, layers: 4, patch: 2}\n")
+    cfg = parse(Root, ["--config", f, "--model.tiny.layers=6", "--model.tiny.width=128"])
+    assert cfg.model.tiny == {"heads": 4, "layers": 6, "patch": 2, "width": 128}
+    assert parse(Root, ["--model.tiny.layers=6"]).model.tiny == {"heads": 2, "layers": 6}  # onto the default
+    assert parse(Root, ["--config", f, "--model.tiny={layers: 1}"]).model.tiny == {"layers": 1}
+    assert parse(Root, ["--model.kwargs.a.b=1", "--model.kwargs.a.c=2"]).model.kwargs == {"a": {"b": 1, "c": 2}}
+    with pytest.raises(ConfigError, match="model.tiny.layers"):
+        parse(Root, ["--model.tiny.layers=many"])
+
+
 def test_yes_no_on_off_stay_strings_only_true_false_are_booleans(tmp_path):
     class Precision(Config):
         mode: Literal["auto", "no", "bf16"] = "auto"

@@ -6,7 +6,7 @@ from t2i.config import FlowConfig, ModelConfig, OptimConfig
 from t2i.data import Batch
 from t2i.optim import make_optimizer, make_schedule, schedule_factor, warmup_factor
 from t2i.parts import build_parts
-from t2i.step import Trainer, train_step
+from t2i.step import Trainer, flow_inputs, train_step
 
 
 def _trainer(lr=2e-3, accum=1) -> Trainer:
@@ -62,3 +62,12 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
     assert all(a >= b for a, b in zip(f[2:], f[3:]))  # monotone decay after warm-up
     assert abs(f[7] - 0.55) < 1e-9 and abs(f[12] - 0.1) < 1e-9  # half way: the mean of peak and floor; end: floor
     assert schedule_factor(5, OptimConfig(warmup_steps=2), 12) == 1.0  # constant by default
+
+
+def test_token_dropout_changes_the_caption_mask_only():
+    plain, dropping = _trainer(), _trainer()
+    dropping.token_dropout = 0.5
+    _, embeds_a, mask_a = flow_inputs(plain, _batch())
+    _, embeds_b, mask_b = flow_inputs(dropping, _batch())
+    assert torch.equal(embeds_a, embeds_b) and bool((mask_b <= mask_a).all()) and mask_b.sum() < mask_a.sum()
+    assert bool((mask_b[:, 0] == mask_a[:, 0]).all())

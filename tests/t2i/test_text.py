@@ -2,7 +2,7 @@ import torch
 
 from t2i import models as M
 from t2i.pipeline import build_pipeline
-from t2i.text import SANA_CHI, TextEncoder
+from t2i.text import SANA_CHI, TextEncoder, drop_tokens
 
 PROMPTS = ["A red circle", "two blue squares left of a green triangle "]
 
@@ -68,3 +68,13 @@ def test_tokenizer_ignoring_the_instruction_matches_a_default_pipeline_call():
     assert torch.equal(got.mask, pm) and torch.allclose(got.embeds[pm.bool()], pe[pm.bool()], atol=1e-5)
     assert tok.tokenize("\n".join(SANA_CHI) + "A red circle") == ["a", "red", "circle"]
     assert int(pm[0].sum()) == 1 + 1 + 3  # BOS (kept twice by the pipeline's index) + the caption's tokens
+
+
+def test_token_dropout_hides_tokens_but_never_the_first():
+    mask = torch.ones(64, 40, dtype=torch.long)
+    mask[:, 30:] = 0  # padding stays padding
+    out = drop_tokens(mask, 0.25, torch.Generator().manual_seed(0))
+    assert out.dtype == mask.dtype and bool((out <= mask).all()) and bool((out[:, 0] == 1).all())
+    hidden = 1 - out[:, 1:30].float().mean().item()
+    assert 0.2 < hidden < 0.3, hidden  # 1856 draws at p 0.25: 5 standard deviations either side
+    assert torch.equal(drop_tokens(mask, 0.0, torch.Generator().manual_seed(0)), mask)
