@@ -403,7 +403,7 @@ def saved_pixel_bounds(path: str) -> tuple[int | None, int | None]:
         if not config.is_file():
             continue
         saved = json.loads(config.read_text())
-        saved = saved.get(section) or {} if section else saved
+        saved = (saved.get(section) or {}) if section else saved
         size = saved.get("size") or {}
         bounds = (size.get("shortest_edge") or saved.get("min_pixels"),
                   size.get("longest_edge") or saved.get("max_pixels"))

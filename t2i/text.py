@@ -39,7 +39,7 @@ class TextStates:
 
 def drop_tokens(mask: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
     """`mask` [B, L] with each token after the first hidden (set to 0) with probability `p` (word dropout in
-    cross-attention); the first token (BOS) always stays, so no caption is left empty."""
+    cross-attention); the first token (Gemma's BOS; T5's first word) always stays, so no caption is left empty."""
     keep = torch.rand(mask.shape, generator=generator) >= p  # [B, L]
     keep[:, 0] = True
     return mask * keep.to(mask.device, mask.dtype)
