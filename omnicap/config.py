@@ -200,7 +200,7 @@ def _into_plain_dict(cls: type, data: dict, dotted: str, value: Any) -> tuple[st
     whole setting with that one entry changed: its value so far (from the files, else its default) plus the entry.
     Any other override is returned as it is."""
     parts, section = dotted.split("."), cls
-    for n, key in enumerate(parts[:-1], start=1):
+    for n, key in enumerate(parts[:-1], start=1):  # noqa: B007 - n is read after the loop
         inner = _section(section, key)
         if inner is None:
             break

@@ -36,6 +36,19 @@ class Stopped(BaseException):
     through, `finally` blocks still run)."""
 
 
+def stop_behind(e: BaseException) -> Stopped | None:
+    """The `Stopped` that `e` was raised while unwinding, if any: a process group's SIGTERM also kills an input
+    command (webdataset's `pipe:`), whose stream then fails to close (exit -15) and replaces the `Stopped` that was
+    on its way out. Such an error is the stop, not a failure of the shard."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, Stopped):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def term_when_parent_dies(sig: int = signal.SIGTERM) -> bool:
     """Linux only: this process gets `sig` when the process that started it exits (0 turns it off). True when set."""
     if not sys.platform.startswith("linux"):

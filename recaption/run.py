@@ -28,7 +28,7 @@ from omnicap.cli import UserError, check_model, check_output_dir, explain
 from omnicap.config import ConfigError, dump, parse
 from omnicap.files import atomic_open, write_json
 from omnicap.shards import KEY_RULE, local_path
-from omnicap.signals import RaiseOnTerm, Stopped, stopped_exit
+from omnicap.signals import RaiseOnTerm, Stopped, stop_behind, stopped_exit
 from omnicap.tracking import init_wandb
 from recaption.config import ModelConfig, RecaptionConfig
 from recaption.decode import DecodePool, Limits
@@ -189,20 +189,27 @@ class Worker:
                 try:
                     if not self.is_finished(name):  # another worker may have finished it since the listing
                         self._caption(name, lease)
-                except Stopped:  # SIGTERM: nothing half-written stays; the lease is released just below
-                    self.paths(name).remove_partials()
-                    self._log(f"{name}: SIGTERM, partial output removed and lease released")
-                    raise
                 except Exception as e:  # noqa: BLE001 - a shard that cannot be read fails alone, the job goes on
+                    if (stop := stop_behind(e)) is not None:  # the input command died of the same SIGTERM
+                        self._stopped(name)
+                        raise Stopped("SIGTERM") from stop
                     self.report.failed[name] = f"{type(e).__name__}: {e}"
                     self._log(f"{name}: FAILED, {type(e).__name__}: {e}")
                     if not isinstance(e, (OSError, RecaptionError)):
                         traceback.print_exc()
+                except Stopped:
+                    self._stopped(name)
+                    raise
                 finally:
                     self.heartbeat.remove(lease)
                     lease.release()
             if not claimed:
                 time.sleep(self.cfg.lease.poll_s)  # the rest is leased by live workers: wait for them or their ttl
+
+    def _stopped(self, name: str) -> None:
+        """SIGTERM: nothing half-written stays; the lease is released by the caller's `finally`."""
+        self.paths(name).remove_partials()
+        self._log(f"{name}: SIGTERM, partial output removed and lease released")
 
     def _claim(self, name: str) -> Lease | None:
         paths = self.paths(name)

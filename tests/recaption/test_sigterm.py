@@ -57,3 +57,32 @@ def test_sigterm_mid_shard_releases_the_lease_and_leaves_no_partial_output(tmp_p
     done = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "00000.stats.json").exists()
+
+
+def test_a_pipe_that_dies_of_the_same_sigterm_does_not_turn_the_stop_into_a_failed_shard(
+    tmp_path, shards, lively_model, monkeypatch, capsys
+):
+    """SIGTERM to the process group kills a `pipe:` input command too: webdataset's stream then fails to close (exit
+    -15) and its OSError replaces the `Stopped` on its way out. The worker must still stop (143, lease released,
+    nothing written), not record the shard as failed. The signal is simulated in-process, so the order is fixed."""
+    from webdataset.gopen import gopen
+
+    from omnicap.signals import Stopped
+    from recaption import run as run_module
+    from recaption.engine import ShardCaptioner
+
+    shards.good_shard(tmp_path / "in" / "00000.tar", 2)
+    out = tmp_path / "out"
+
+    def killed_mid_read(self, url):
+        assert list(out.glob("*.lease*")), "the worker holds a lease while captioning"
+        with gopen("pipe:sleep 60", "rb") as stream:  # an input command in the same process group
+            os.kill(stream.proc.pid, signal.SIGTERM)
+            raise Stopped("SIGTERM")
+
+    monkeypatch.setattr(ShardCaptioner, "caption_shard", killed_mid_read)
+    argv = ["--input", str(tmp_path / "in" / "00000.tar"), "--output", str(out), *fast(lively_model)]
+    assert run_module.main(argv) == 143
+    err = capsys.readouterr().err
+    assert "FAILED" not in err and "stopped by SIGTERM" in err, err
+    assert not list(out.glob("*.lease*")) and not list(out.glob("*.tmp-*")) and not (out / "00000.stats.json").exists()
