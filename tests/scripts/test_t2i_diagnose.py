@@ -34,7 +34,8 @@ def test_cli_writes_the_grid_and_the_losses(tmp_path):
     assert len(result["captions"]) == 3  # fewer samples than asked: all of them
     assert [v["sigma"] for v in result["loss"]] == [0.5] and result["loss"][0]["own_caption"] > 0
     grid = Image.open(out / "diagnose.png")
-    assert grid.size == (3 * 32 * 2, len(result["rows"]) * 32 * 2)  # images, x̂0, 2 guidance scales, unconditional
+    assert grid.size == (3 * 32 * 2, len(result["rows"]) * 32 * 2)  # images, reconstruction, x̂0, 2 scales, unconditional
+    assert result["rows"][:2] == ["images", "autoencoder reconstruction"]
     # the guidance-1 sample is the pipeline's own render at 32 px (not drawn at a 512-px table size and shrunk)
     row = result["rows"].index("samples guidance 1")
     drawn = np.asarray(grid)[row * 64 : (row + 1) * 64 : 2, 0:64:2].astype(int)
