@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#17becf"]
-W, H, PAD, TOP = 400, 300, 44, 0.12
+W, H, PAD, TOP = 400, 300, 44, 0.25
 
 
 def panel(draw: ImageDraw.ImageDraw, x0: int, runs: list[dict], key: str, title: str) -> None:
@@ -32,7 +32,7 @@ def panel(draw: ImageDraw.ImageDraw, x0: int, runs: list[dict], key: str, title:
             tx, ty = at(tick, 0.0)
             draw.line([tx, ty, tx, ty + 4], fill="black")
             draw.text((tx - 12, ty + 4), f"{tick:.0e}".replace("e+0", "e"), fill="black")
-    for y in (0.0, 0.05, 0.10):
+    for y in (0.0, 0.05, 0.10, 0.15, 0.20, 0.25):
         draw.text((x0 + 8, at(10**lo, y)[1] - 6), f"{y:.2f}", fill="black")
     for r in has:
         colour = COLOURS[runs.index(r) % len(COLOURS)]
