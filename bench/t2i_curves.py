@@ -127,12 +127,17 @@ def _transformer_params(pipeline: Path):
     return load_file(next((pipeline / "transformer").glob("*.safetensors"))).values()
 
 
-COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#17becf"]
 W, H, PAD = 360, 260, 40
 
 
-def panel(draw: ImageDraw.ImageDraw, x0: int, points: list[dict], key: str, lines: dict[str, float]) -> None:
-    """One panel: toy GenEval overall against points[key] (log x), a line per size, reference lines dashed grey."""
+def panel(
+    draw: ImageDraw.ImageDraw, x0: int, points: list[dict], key: str, lines: dict[str, float], sizes: list[str]
+) -> None:
+    """One panel: toy GenEval overall against points[key] (log x), a line per size (coloured by its place in
+    `sizes`, so a size keeps its colour in every panel), reference lines dashed grey. Points without `key` are left
+    out of this panel."""
+    points = [p for p in points if key in p]
     xs = np.log10([max(p[key], 1) for p in points])
     lo, hi = xs.min() - 0.1, xs.max() + 0.1
     at = lambda x, y: (x0 + PAD + (np.log10(max(x, 1)) - lo) / (hi - lo) * (W - 2 * PAD), H - PAD - y * (H - 2 * PAD))  # noqa: E731
@@ -140,22 +145,24 @@ def panel(draw: ImageDraw.ImageDraw, x0: int, points: list[dict], key: str, line
     for label, y in lines.items():
         draw.line([at(10**lo, y), at(10**hi, y)], fill="grey", width=1)
         draw.text((x0 + PAD + 4, at(1, y)[1] - 12), f"{label} {y:.2f}", fill="grey")
-    for i, size in enumerate(sorted({p["size"] for p in points})):
+    for i, size in enumerate(s for s in sizes if any(p["size"] == s for p in points)):
         line = sorted((p[key], p["overall"]) for p in points if p["size"] == size)
-        draw.line([at(*xy) for xy in line], fill=COLOURS[i % 4], width=2)
+        colour = COLOURS[sizes.index(size) % len(COLOURS)]
+        draw.line([at(*xy) for xy in line], fill=colour, width=2)
         for cx, cy in (at(*xy) for xy in line):
-            draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=COLOURS[i % 4])
-        draw.text((x0 + W - PAD - 70, PAD + 4 + 12 * i), size, fill=COLOURS[i % 4])
+            draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=colour)
+        draw.text((x0 + W - PAD - 90, PAD + 4 + 12 * i), size, fill=colour)
     draw.text((x0 + W / 2 - 60, H - PAD + 12), key.replace("_", " ") + " (log)", fill="black")
     draw.text((x0 + 4, PAD - 16), "toy GenEval overall (arm C)", fill="black")
 
 
-def plot(points: list[dict], lines: dict[str, float], out: Path) -> None:
-    """overall vs steps and vs training seconds, side by side"""
-    img = Image.new("RGB", (2 * W, H), "white")
+def plot(points: list[dict], lines: dict[str, float], out: Path, keys: tuple[str, ...] = ("steps", "train_seconds")):
+    """overall against each of `keys` (steps, training seconds, ...), side by side"""
+    img = Image.new("RGB", (len(keys) * W, H), "white")
     draw = ImageDraw.Draw(img)
-    for i, key in enumerate(["steps", "train_seconds"]):
-        panel(draw, i * W, points, key, lines)
+    sizes = sorted({p["size"] for p in points})
+    for i, key in enumerate(keys):
+        panel(draw, i * W, points, key, lines, sizes)
     img.save(out)
 
 

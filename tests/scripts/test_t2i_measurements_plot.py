@@ -15,7 +15,7 @@ def test_draws_every_recorded_run(tmp_path):
     assert all(len(r["steps"]) == len(r["overall"]) for r in data["runs"])
     assert all(len(r["train_seconds"]) == len(r["steps"]) for r in data["runs"] if "train_seconds" in r)
     out = tmp_path / "curves.png"
-    done = subprocess.run([sys.executable, "bench/t2i_measurements_plot.py", str(REPO / "docs" / "t2i_measurements.json"),
+    done = subprocess.run([sys.executable, "bench/t2i_measurements_plot.py", "--data", str(REPO / "docs" / "t2i_measurements.json"), "--out",
                            str(out)], cwd=REPO, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert Image.open(out).size[0] > 3 * 300
